@@ -1,0 +1,22 @@
+"""Shared fixtures: one Prefect test server for the session, and sandboxes on loopback."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Settings that must exist before Prefect is imported: an isolated Prefect home, test mode,
+# and a generous start-up timeout for the server on small CI machines.
+os.environ.setdefault("PREFECT_TEST_MODE", "1")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-lemlist-tests-"))
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+import pytest  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_test_fixture():
+    """Run every test against one throw-away Prefect API server (SQLite in a temp dir)."""
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
