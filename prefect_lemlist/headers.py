@@ -94,7 +94,7 @@ def retry_after_seconds(
         reset = parse_js_date(rate_limit_reset)
         if reset is not None:
             candidate = (reset - now).total_seconds()
-            if 0 <= candidate <= maximum:
+            if candidate >= 0:
                 seconds = candidate
     if seconds is None:
         seconds = default

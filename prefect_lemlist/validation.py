@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-_FORBIDDEN_IN_ID = re.compile(r"[/?#\\\s]|\.\.")
+# Characters that would change the URL, and dot segments ("." or "..") that httpx would resolve.
+_FORBIDDEN_IN_ID = re.compile(r"[/?#\\\s]|\.\.|^\.$")
 
 
 def validate_id(value: object, kind: str = "lead id") -> str:
@@ -23,7 +24,7 @@ def validate_id(value: object, kind: str = "lead id") -> str:
 
     Raises:
         ValueError: the id is not a string, is empty, or contains `/`, `?`, `#`, `\\`,
-            whitespace or `..`.
+            whitespace or `..`, or is `.`.
     """
     if not isinstance(value, str):
         raise ValueError(f"{kind} must be a string, got {type(value).__name__}")
