@@ -94,6 +94,8 @@ class ResultCollector:
         self.outcomes: dict[str, LeadOutcome] = {}
         self._pending: dict[str, _Pending] = {}
         self._resolved_ids: set[str] = set()
+        self._early: dict[str, Enrichment] = {}
+        self.max_early_results = 100_000
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -117,6 +119,14 @@ class ResultCollector:
         """
         if enrichment_id in self._pending or lead_id in self.outcomes:
             return
+        early = self._early.pop(enrichment_id, None)
+        if early is not None:  # its webhook arrived before the batch that started it returned
+            self.stats.results_from_webhook += 1
+            self._resolved_ids.add(enrichment_id)
+            self.outcomes[lead_id] = LeadOutcome.from_enrichment(lead_id, early)
+            self.stats.outcome_sources[lead_id] = "webhook"
+            self._wake.set()
+            return
         now = time.monotonic()
         start = now if started_at is None else started_at
         item = _Pending(lead_id, enrichment_id, deadline=start + self.timeout_seconds)
@@ -132,17 +142,25 @@ class ResultCollector:
     def deliver(self, enrichment: Enrichment) -> bool:
         """Hand in a result that arrived by webhook.
 
+        A result for an id not added yet is kept (up to `max_early_results`) in case the batch
+        that started it has not returned yet; `add()` then resolves it at once.
+
         Returns:
-            True when it resolved a pending enrichment; False for duplicates (already
-            resolved), unknown ids and in-progress notices (all ignored).
+            True when it resolved a pending enrichment or was kept for one; False for
+            duplicates (already resolved), in-progress notices and results beyond the buffer.
         """
         item = self._pending.get(enrichment.enrichment_id)
         if item is None:
             if enrichment.enrichment_id in self._resolved_ids:
                 self.stats.webhook_duplicates += 1
-            else:
+                return False
+            if enrichment.in_progress or enrichment.enrichment_id in self._early:
+                return False
+            if self._closed or len(self._early) >= self.max_early_results:
                 self.stats.webhook_unknown += 1
-            return False
+                return False
+            self._early[enrichment.enrichment_id] = enrichment
+            return True
         if enrichment.in_progress:
             return False
         self._resolve(item, LeadOutcome.from_enrichment(item.lead_id, enrichment), "webhook")

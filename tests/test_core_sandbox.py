@@ -249,7 +249,9 @@ async def test_429_waits_retry_after_then_succeeds(sandbox):
 
 @pytest.mark.parametrize("retry_after", [None, "0", "-5", "abc", "99999"])
 async def test_429_storm_with_any_retry_after_ends_in_rate_limit_error(retry_after):
-    with run_sandbox(SandboxConfig(leads=20, fault_429_rate=1.0, fault_retry_after=retry_after)) as box:
+    with run_sandbox(
+        SandboxConfig(leads=20, fault_429_rate=1.0, fault_retry_after=retry_after)
+    ) as box:
         async with creds(box).get_client() as client:
             client.max_rate_limit_wait_seconds = 2.5
             with pytest.raises(LemlistRateLimitError) as info:
@@ -351,7 +353,9 @@ async def test_wait_for_enrichment_times_out_with_its_id(sandbox):
         started = await enrich_lead(lead_id, credentials, find_email=True)
         try:
             await wait_for_enrichment.with_options(retries=0)(
-                started.enrichment_id, credentials, timeout_seconds=1.0,
+                started.enrichment_id,
+                credentials,
+                timeout_seconds=1.0,
                 poll_interval_seconds=0.3,
             )
         except EnrichmentTimeoutError as exc:

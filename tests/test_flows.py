@@ -1,0 +1,260 @@
+"""The pipeline flows of issue #3 against the sandbox, run as real Prefect flows."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.enrich_campaign import enrich_campaign
+from flows.enrich_leads import enrich_leads
+from prefect_lemlist import LemlistCredentials
+from prefect_lemlist.pipeline import EnrichmentOptions, InsufficientCreditsError
+from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
+
+EXPECTED_FIND_EMAIL = {
+    LeadKind.FINDABLE: "done",
+    LeadKind.NOT_FINDABLE: "not_found",
+    LeadKind.MISSING_CONTACT: "failed",
+    LeadKind.RECENTLY_NOT_FOUND: "skipped_already_enriched",
+    LeadKind.IN_PROGRESS: "skipped_in_progress",
+}
+FAST = {"enrichment_seconds": (0.3, 1.0)}
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_jsonl(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+async def save_block(sandbox, name: str) -> None:
+    await LemlistCredentials(api_key=sandbox.api_key, base_url=sandbox.base_url).save(
+        name, overwrite=True
+    )
+
+
+def options(tmp_path: Path, **overrides) -> EnrichmentOptions:
+    fields = {"output_dir": str(tmp_path), "output_name": "run", "first_poll_seconds": 0.5}
+    return EnrichmentOptions(**{**fields, **overrides})
+
+
+@pytest.mark.parametrize("collection", ["poll", "webhook"])
+async def test_enrich_campaign_accounts_for_every_lead(tmp_path, collection):
+    config = SandboxConfig(leads=120, seed=5, **FAST)
+    with run_sandbox(config) as sandbox:
+        await save_block(sandbox, f"flow-test-{collection}")
+        opts = options(tmp_path, collection=collection)
+        if collection == "webhook":
+            opts = opts.model_copy(
+                update={"webhook": opts.webhook.model_copy(update={"grace_seconds": 20.0})}
+            )
+        summary = await enrich_campaign(
+            sandbox.campaign_id, f"flow-test-{collection}", options=opts
+        )
+        stats = sandbox.stats()
+        truth = {lead.lead_id: lead.kind for lead in sandbox.leads}
+        selected = [lead.lead_id for lead in sandbox.leads if not lead.email]
+
+    rows = read_csv(summary.csv_path)
+    assert [row["lead_id"] for row in rows] == selected  # every selected lead, once, in order
+    assert read_jsonl(summary.jsonl_path) == [
+        {k: (v or None) for k, v in row.items()} for row in rows
+    ]
+    for row in rows:
+        assert row["status"] == EXPECTED_FIND_EMAIL[truth[row["lead_id"]]], row
+        if row["status"] == "done":
+            assert row["email"] and row["enrichment_id"].startswith("enr_")
+        if row["status"] == "failed":
+            assert "CONTACT_NOT_FOUND" in row["error"] or "Contact not found" in row["error"]
+    assert summary.selected == len(selected)
+    assert sum(summary.counts.values()) == len(selected)
+    assert max(stats.enrich_posts_by_lead.values()) == 1  # nobody POSTed twice
+    assert set(stats.enrich_posts_by_lead) == set(selected)
+    assert stats.responses_by_status.get(429, 0) == 0
+    assert stats.max_requests_in_window(2.0) <= 20
+    assert summary.credits_before - summary.credits_after == stats.credits_used
+    started = sum(stats.enrichments_started_by_lead.values())
+    if collection == "webhook":
+        assert summary.webhook_results == started
+        assert summary.polls == 0
+        assert len(stats.webhook_deliveries) == started
+    else:
+        assert summary.polls >= started
+    # export + credits + one POST per lead + polls: the report adds up
+    assert summary.requests_made == stats.total_requests
+
+
+async def test_artifacts_summary_table_and_progress(tmp_path):
+    with run_sandbox(SandboxConfig(leads=30, seed=2, **FAST)) as sandbox:
+        await save_block(sandbox, "flow-test-artifacts")
+        summary = await enrich_campaign(
+            sandbox.campaign_id, "flow-test-artifacts", options=options(tmp_path)
+        )
+    async with get_client() as client:
+        artifacts = await client.read_artifacts()
+    artifacts.sort(key=lambda a: a.created)
+    by_key = {a.key: a for a in artifacts if a.key}  # the latest version of each key
+    assert "lemlist-enrichment-summary" in by_key
+    assert f"| done | {summary.counts['done']} |" in by_key["lemlist-enrichment-summary"].data
+    table = by_key["lemlist-results-page-1"].data
+    table_rows = json.loads(table) if isinstance(table, str) else table
+    assert len(table_rows) == summary.selected
+    assert float(by_key["lemlist-enrichment-progress"].data) == 100.0
+
+
+async def test_dry_run_spends_nothing(tmp_path):
+    with run_sandbox(SandboxConfig(leads=40, seed=3)) as sandbox:
+        await save_block(sandbox, "flow-test-dry")
+        summary = await enrich_campaign(
+            sandbox.campaign_id,
+            "flow-test-dry",
+            options=options(tmp_path, dry_run=True, find_phone=True),
+        )
+        stats = sandbox.stats()
+    assert summary.dry_run and summary.to_start == summary.selected > 0
+    assert summary.max_credit_cost == summary.selected * (5 + 20)
+    assert stats.requests_by_route.get("enrich_post", 0) == 0
+    assert summary.csv_path is None and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("limit", ["credits", "max_credits"])
+async def test_credit_guard_stops_before_spending(tmp_path, limit):
+    credits = 50 if limit == "credits" else 100_000
+    with run_sandbox(SandboxConfig(leads=40, seed=3, credits=credits)) as sandbox:
+        await save_block(sandbox, "flow-test-credits")
+        opts = options(tmp_path, max_credits=50 if limit == "max_credits" else None)
+        state = await enrich_campaign(
+            sandbox.campaign_id, "flow-test-credits", options=opts, return_state=True
+        )
+        stats = sandbox.stats()
+    assert state.is_failed()
+    with pytest.raises(InsufficientCreditsError) as info:
+        await state.result()
+    assert "Nothing was spent" in str(info.value)
+    assert stats.requests_by_route.get("enrich_post", 0) == 0
+
+
+async def test_rerun_collects_instead_of_posting_again(tmp_path):
+    with run_sandbox(SandboxConfig(leads=40, seed=8, **FAST)) as sandbox:
+        await save_block(sandbox, "flow-test-rerun")
+        lead_ids = [lead.lead_id for lead in sandbox.leads if lead.kind == LeadKind.FINDABLE]
+        first = await enrich_leads(
+            lead_ids, credentials_block="flow-test-rerun", options=options(tmp_path / "1")
+        )
+        posts_after_first = dict(sandbox.stats().enrich_posts_by_lead)
+        second = await enrich_leads(
+            lead_ids, credentials_block="flow-test-rerun", options=options(tmp_path / "2")
+        )
+        posts_after_second = dict(sandbox.stats().enrich_posts_by_lead)
+        forced = await enrich_leads(
+            lead_ids[:2],
+            credentials_block="flow-test-rerun",
+            options=options(tmp_path / "3", force=True),
+        )
+        posts_after_force = sandbox.stats().enrich_posts_by_lead
+    assert first.counts["done"] == len(lead_ids)
+    assert posts_after_second == posts_after_first  # zero new POSTs
+    assert second.recalled_from_ledger == len(lead_ids) and second.to_start == 0
+    assert second.counts["done"] == len(lead_ids)
+    assert read_csv(second.csv_path) == read_csv(first.csv_path)
+    assert forced.to_start == 2  # force: deliberately sent again
+    assert all(posts_after_force[lid] == 2 for lid in lead_ids[:2])
+
+
+async def test_enrich_leads_from_csv_reports_bad_rows(tmp_path):
+    with run_sandbox(SandboxConfig(leads=30, seed=4, **FAST)) as sandbox:
+        await save_block(sandbox, "flow-test-csv")
+        good = [lead.lead_id for lead in sandbox.leads if lead.kind == LeadKind.FINDABLE][:3]
+        path = tmp_path / "leads.csv"
+        path.write_text(
+            "name,lead_id\n"
+            f"a,{good[0]}\n"  # line 2
+            "b,\n"  # line 3: missing
+            f"c,{good[1]}\n"  # line 4
+            "d,lea_bad/id\n"  # line 5: malformed
+            f"e,{good[0]}\n"  # line 6: duplicate
+            f"f,{good[2]}\n",  # line 7
+            encoding="utf-8",
+        )
+        summary = await enrich_leads(
+            csv_path=str(path), credentials_block="flow-test-csv", options=options(tmp_path)
+        )
+        stats = sandbox.stats()
+    assert [(r.line, r.reason.split(":")[0]) for r in summary.rejected] == [
+        (3, "missing lead id"),
+        (5, "lead id 'lea_bad/id' is not valid"),
+        (6, "duplicate lead id"),
+    ]
+    assert [row["lead_id"] for row in read_csv(summary.csv_path)] == good
+    assert set(stats.enrich_posts_by_lead) == set(good)
+
+
+async def test_collector_timeout_reports_timed_out_with_enrichment_id(tmp_path):
+    config = SandboxConfig(leads=30, seed=9, enrichment_never_finish_rate=1.0)
+    with run_sandbox(config) as sandbox:
+        await save_block(sandbox, "flow-test-timeout")
+        lead_ids = [lead.lead_id for lead in sandbox.leads if lead.kind == LeadKind.FINDABLE][:3]
+        summary = await enrich_leads(
+            lead_ids,
+            credentials_block="flow-test-timeout",
+            options=options(tmp_path, collect_timeout_seconds=2.0),
+        )
+    rows = read_csv(summary.csv_path)
+    assert [row["status"] for row in rows] == ["timed_out"] * 3
+    assert all(row["enrichment_id"].startswith("enr_") for row in rows)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no_flag", "negative_batch", "missing_csv", "unknown_block", "bad_base_url", "no_credentials"],
+)
+async def test_invalid_parameters_fail_clearly_before_any_paid_request(tmp_path, case, monkeypatch):
+    monkeypatch.delenv("LEMLIST_API_KEY", raising=False)
+    with run_sandbox(SandboxConfig(leads=20, seed=1)) as sandbox:
+        await save_block(sandbox, "flow-test-params")
+        lead_ids = [sandbox.leads[0].lead_id]
+        kwargs: dict = {"lead_ids": lead_ids, "credentials_block": "flow-test-params"}
+        expected = ""
+        if case == "no_flag":
+            kwargs["options"] = {"find_email": False}
+            expected = "No enrichment requested"
+        elif case == "negative_batch":
+            kwargs["options"] = {"batch_size": -1}
+            expected = "batch_size"
+        elif case == "missing_csv":
+            kwargs = {
+                "csv_path": str(tmp_path / "nope.csv"),
+                "credentials_block": "flow-test-params",
+            }
+            expected = "CSV file not found"
+        elif case == "unknown_block":
+            kwargs["credentials_block"] = "no-such-block"
+            expected = "No LemlistCredentials block named 'no-such-block'"
+        elif case == "bad_base_url":
+            monkeypatch.setenv("LEMLIST_API_KEY", "k")
+            monkeypatch.setenv("LEMLIST_BASE_URL", "ftp://nowhere")
+            kwargs["credentials_block"] = None
+            expected = "base_url must be an absolute http"
+        elif case == "no_credentials":
+            kwargs["credentials_block"] = None
+            expected = "No lemlist credentials"
+        state = await enrich_leads(**kwargs, return_state=True)
+        stats = sandbox.stats()
+    assert state.is_failed()
+    assert expected in state.message or expected in str(await _exception_of(state))
+    assert stats.requests_by_route.get("enrich_post", 0) == 0
+
+
+async def _exception_of(state) -> BaseException | None:
+    try:
+        await state.result()
+    except BaseException as exc:  # noqa: BLE001 - the point is to read it
+        return exc
+    return None
