@@ -11,8 +11,8 @@ os.environ.setdefault("PREFECT_TEST_MODE", "1")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-lemlist-tests-"))
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
-import pytest  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+import pytest
+from prefect.testing.utilities import prefect_test_harness
 
 
 @pytest.fixture(scope="session", autouse=True)

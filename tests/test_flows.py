@@ -255,6 +255,6 @@ async def test_invalid_parameters_fail_clearly_before_any_paid_request(tmp_path,
 async def _exception_of(state) -> BaseException | None:
     try:
         await state.result()
-    except BaseException as exc:  # noqa: BLE001 - the point is to read it
+    except BaseException as exc:
         return exc
     return None
