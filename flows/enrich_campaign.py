@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from prefect_lemlist.ledger import EnrichmentLedger
 from prefect_lemlist.pipeline import (
     EnrichmentOptions,
     PipelineSummary,
@@ -47,7 +48,15 @@ async def enrich_campaign(
     validate_id(campaign_id, "campaign id")
     credentials = await resolve_credentials(credentials_block)
     leads = await export_campaign_leads(campaign_id, credentials, state=state)
-    selection = select_campaign_leads(leads, options.flags, force=options.force)
+    started_before: set[str] = set()
+    if not options.force:
+        ledger = EnrichmentLedger(credentials.fingerprint(), options.flags)
+        started_before = await ledger.started_lead_ids(
+            [lead.lead_id for lead in leads if _valid_id(lead.lead_id)]
+        )
+    selection = select_campaign_leads(
+        leads, options.flags, force=options.force, already_started=started_before
+    )
     return await run_pipeline(
         credentials,
         selection,
@@ -55,6 +64,14 @@ async def enrich_campaign(
         source=f"campaign {campaign_id} (state={state}, {len(leads)} leads)",
         requests_before=1,
     )
+
+
+def _valid_id(lead_id: str) -> bool:
+    try:
+        validate_id(lead_id)
+    except ValueError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

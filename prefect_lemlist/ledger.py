@@ -102,6 +102,15 @@ class EnrichmentLedger:
         entry = record.result
         return entry if isinstance(entry, LedgerEntry) else None
 
+    async def started_lead_ids(self, lead_ids: list[str]) -> set[str]:
+        """The leads among `lead_ids` whose enrichment an earlier run sent (started or starting)."""
+        found = set()
+        for lead_id in lead_ids:
+            entry = await self.read(lead_id)
+            if entry is not None and entry.state in ("started", "starting"):
+                found.add(lead_id)
+        return found
+
     async def write(self, lead_id: str, entry: LedgerEntry) -> None:
         """Store `entry` for `lead_id` (overwriting any earlier one)."""
         store = await self._get_store()

@@ -57,10 +57,16 @@ def needs_enrichment(lead: CampaignLead, flags: EnrichmentFlags) -> bool:
 
 
 def select_campaign_leads(
-    leads: Iterable[CampaignLead], flags: EnrichmentFlags, *, force: bool = False
+    leads: Iterable[CampaignLead],
+    flags: EnrichmentFlags,
+    *,
+    force: bool = False,
+    already_started: set[str] | frozenset[str] = frozenset(),
 ) -> LeadSelection:
     """Keep the campaign leads that need the requested enrichment (all of them with `force`).
 
+    Leads in `already_started` (an earlier run started their enrichment) are kept even when the
+    export now shows the data, so a resumed run reports them again instead of losing them.
     Duplicate or malformed ids in the export are rejected with their position.
     """
     selected: list[str] = []
@@ -73,7 +79,7 @@ def select_campaign_leads(
             rejected.append(RejectedInput(line=position, value=lead.lead_id[:80], reason=reason))
             continue
         seen.add(lead.lead_id)
-        if force or needs_enrichment(lead, flags):
+        if force or lead.lead_id in already_started or needs_enrichment(lead, flags):
             selected.append(lead.lead_id)
         else:
             not_needed += 1
