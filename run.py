@@ -32,8 +32,6 @@ def _venv_python() -> Path:
 
 def _ensure_environment() -> Path:
     """Create the virtual environment and install the project into it when needed."""
-    if sys.version_info < (3, 10):
-        sys.exit(f"prefect-lemlist needs Python >= 3.10 (this is {sys.version.split()[0]}).")
     python = _venv_python()
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if python.exists() and STAMP.exists() and STAMP.read_text().strip() == wanted:
@@ -94,4 +92,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.version_info < (3, 10):  # noqa: UP036 - this file must explain itself on old Pythons
+        sys.exit(f"prefect-lemlist needs Python >= 3.10 (this is {sys.version.split()[0]}).")
     sys.exit(main(sys.argv[1:]))

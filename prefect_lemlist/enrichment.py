@@ -11,7 +11,13 @@ import asyncio
 import time
 
 from prefect_lemlist.client import LemlistClient
-from prefect_lemlist.exceptions import EnrichmentTimeoutError, LemlistError, LemlistServerError
+from prefect_lemlist.exceptions import (
+    EnrichmentTimeoutError,
+    LemlistAuthError,
+    LemlistError,
+    LemlistNotFoundError,
+    LemlistServerError,
+)
 from prefect_lemlist.ledger import EnrichmentInterruptedError, EnrichmentLedger, LedgerEntry
 from prefect_lemlist.models import EnrichLeadResult, Enrichment, EnrichmentFlags
 from prefect_lemlist.validation import validate_http_url, validate_id
@@ -51,29 +57,65 @@ async def start_enrichment(
         webhook_url = validate_http_url(webhook_url, "webhook_url")
     if ledger is not None and not force:
         entry = await ledger.read(lead_id)
-        if entry is not None and entry.state == "started" and entry.result is not None:
-            return entry.result, True
-        if entry is not None and entry.state == "starting":
-            raise EnrichmentInterruptedError(
-                f"an earlier run sent the enrichment of lead {lead_id} ({flags.label()}) but "
-                "never recorded lemlist's answer; lemlist may have started and billed it. It is "
-                "not sent again; re-run with force=True to start it anew."
-            )
+        if entry is not None:
+            recalled = _recall(entry, lead_id, flags)
+            if recalled is not None:
+                return recalled, True
     if ledger is not None:
         await ledger.write(lead_id, LedgerEntry(state="starting"))
     try:
         result = await client.enrich_lead(lead_id, flags, webhook_url=webhook_url, force=force)
     except LemlistError as exc:
-        # Only a server error marked not retryable may hide a started enrichment (read timeout,
-        # dropped connection, 502/504 after the POST was sent): keep `starting` for it.
-        may_have_started = isinstance(exc, LemlistServerError) and not exc.retryable
-        if ledger is not None and not may_have_started:
-            await ledger.write(lead_id, LedgerEntry(state="none"))
+        if ledger is not None:
+            await ledger.write(lead_id, _entry_for_failure(exc))
         raise
     if ledger is not None:
-        state = "none" if result.skipped else "started"
+        state = "answered" if result.skipped else "started"
         await ledger.write(lead_id, LedgerEntry(state=state, result=result))
     return result, False
+
+
+def _recall(entry: LedgerEntry, lead_id: str, flags: EnrichmentFlags) -> EnrichLeadResult | None:
+    """The recorded answer to reuse instead of POSTing, or None when a POST is needed.
+
+    Raises:
+        EnrichmentInterruptedError: a POST was sent but its answer never recorded.
+        LemlistError: lemlist refused this enrichment before (a definitive 4xx).
+    """
+    if entry.state in ("started", "answered") and entry.result is not None:
+        return entry.result
+    if entry.state == "answered" and entry.error is not None:
+        raise _REFUSALS.get(entry.status_code, LemlistError)(
+            f"{entry.error} (answer recorded by an earlier run; force=True asks again)",
+            status_code=entry.status_code,
+            code=entry.code,
+        )
+    if entry.state == "starting":
+        raise EnrichmentInterruptedError(
+            f"an earlier run sent the enrichment of lead {lead_id} ({flags.label()}) but "
+            "never recorded lemlist's answer; lemlist may have started and billed it. It is "
+            "not sent again; re-run with force=True to start it anew."
+        )
+    return None
+
+
+def _entry_for_failure(exc: LemlistError) -> LedgerEntry:
+    """How to record a failed POST: maybe started, definitively refused, or try again later."""
+    if isinstance(exc, LemlistServerError) and not exc.retryable:
+        # a read timeout, dropped connection or 502/504 after the POST was sent: keep `starting`
+        return LedgerEntry(state="starting")
+    if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 429:
+        return LedgerEntry(
+            state="answered", error=exc.message, status_code=exc.status_code, code=exc.code
+        )
+    return LedgerEntry(state="none")
+
+
+_REFUSALS: dict[int | None, type[LemlistError]] = {
+    401: LemlistAuthError,
+    403: LemlistAuthError,
+    404: LemlistNotFoundError,
+}
 
 
 async def wait_until_finished(

@@ -8,18 +8,29 @@ never pay twice for the same work after a crash is to remember, before and after
 
 - `starting` is written just before the POST;
 - `started` (with the enrichment id) just after lemlist accepted it;
-- `none` when the POST provably started nothing (a 4xx, a 409 skip, a 500 before any work).
+- `answered` when lemlist answered without starting anything: a 409 skip or a definitive 4xx
+  (kept for `ANSWER_TTL`, so a re-run soon after reports the same answer without asking again);
+- `none` when the POST failed without starting anything and may be tried again (5xx before any
+  work, rate limit).
 
-A later run that finds `started` reuses the enrichment id instead of POSTing; one that finds
-`starting` knows a POST may have reached lemlist without its answer being recorded (the process
-died, or the connection dropped) and refuses to send it again unless `force=True`.
+A later run that finds `started` reuses the enrichment id instead of POSTing, and one that finds
+`answered` reuses the answer; one that finds `starting` knows a POST may have reached lemlist
+without its answer being recorded (the process died, or the connection dropped) and refuses to send
+it again. `force=True` bypasses all of it.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
+import anyio
+import anyio.to_thread
+from prefect._internal.result_records import ResultRecord
+from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore, aget_default_result_storage
 from prefect.types._datetime import now as prefect_now
 from pydantic import BaseModel
@@ -28,13 +39,25 @@ from prefect_lemlist.exceptions import LemlistError
 from prefect_lemlist.models import EnrichLeadResult, EnrichmentFlags
 
 DEFAULT_LEDGER_DAYS = 30
+ANSWER_TTL = timedelta(hours=24)
 
 
 class LedgerEntry(BaseModel):
-    """What the ledger knows about one (key, lead, workflows) enrichment."""
+    """What the ledger knows about one (key, lead, workflows) enrichment.
 
-    state: Literal["starting", "started", "none"]
+    Attributes:
+        state: `starting`, `started`, `answered` or `none` (see the module doc).
+        result: the start result (`started`, or a 409 skip when `answered`).
+        error: lemlist's refusal when `answered` with a 4xx.
+        status_code: the HTTP status of that refusal.
+        code: lemlist's error code of that refusal, if any.
+    """
+
+    state: Literal["starting", "started", "answered", "none"]
     result: EnrichLeadResult | None = None
+    error: str | None = None
+    status_code: int | None = None
+    code: str | None = None
 
 
 class EnrichmentInterruptedError(LemlistError):
@@ -88,19 +111,44 @@ class EnrichmentLedger:
             )
         return self._store
 
+    def _local_path(self, store: ResultStore, key: str) -> Path | None:
+        """The record's file when the storage is a local directory, else None."""
+        storage = store.result_storage
+        if isinstance(storage, LocalFileSystem) and store.result_storage_block_id is None:
+            return Path(storage._resolve_path(key))
+        return None
+
     def key(self, lead_id: str) -> str:
         """The record key of `lead_id`."""
         return enrichment_key(self.fingerprint, lead_id, self.flags)
 
     async def read(self, lead_id: str) -> LedgerEntry | None:
-        """The stored entry of `lead_id`, or None when there is none (or it expired)."""
+        """The stored entry of `lead_id`, or None when there is none (or it expired).
+
+        A record that exists but cannot be read (damaged by a crash or by hand) is taken as
+        `starting`: a POST may have been sent, so none is sent again without `force`.
+        """
         store = await self._get_store()
         key = self.key(lead_id)
-        if not await store.aexists(key):
+        path = self._local_path(store, key)
+        if path is None:  # object storage: writes are atomic, Prefect's own reader is fine
+            if not await store.aexists(key):
+                return None
+            entry = (await store.aread(key)).result
+            return entry if isinstance(entry, LedgerEntry) else LedgerEntry(state="starting")
+        try:
+            content = await anyio.Path(path).read_bytes()
+        except FileNotFoundError:
             return None
-        record = await store.aread(key)
+        try:
+            record = ResultRecord.deserialize(content)
+        except Exception:
+            return LedgerEntry(state="starting")
+        expiration = record.metadata.expiration
+        if expiration is not None and expiration <= prefect_now("UTC"):
+            return None
         entry = record.result
-        return entry if isinstance(entry, LedgerEntry) else None
+        return entry if isinstance(entry, LedgerEntry) else LedgerEntry(state="starting")
 
     async def started_lead_ids(self, lead_ids: list[str]) -> set[str]:
         """The leads among `lead_ids` whose enrichment an earlier run sent (started or starting)."""
@@ -112,8 +160,34 @@ class EnrichmentLedger:
         return found
 
     async def write(self, lead_id: str, entry: LedgerEntry) -> None:
-        """Store `entry` for `lead_id` (overwriting any earlier one)."""
+        """Store `entry` for `lead_id` (overwriting any earlier one).
+
+        `answered` entries expire after `ANSWER_TTL`, the others after the ledger's expiration.
+        """
         store = await self._get_store()
-        await store.awrite(
-            obj=entry, key=self.key(lead_id), expiration=prefect_now("UTC") + self.expiration
-        )
+        ttl = min(ANSWER_TTL, self.expiration) if entry.state == "answered" else self.expiration
+        key = self.key(lead_id)
+        expiration = prefect_now("UTC") + ttl
+        path = self._local_path(store, key)
+        if path is None:
+            await store.awrite(obj=entry, key=key, expiration=expiration)
+            return
+        record = store.create_result_record(entry, key=key, expiration=expiration)
+        await anyio.to_thread.run_sync(_atomic_write_bytes, path, record.serialize())
+
+
+def _atomic_write_bytes(path: Path, content: bytes) -> None:
+    """Write a file so that a crash leaves either the old or the new content, never a mix.
+
+    Prefect's `LocalFileSystem.write_path` truncates then writes; a `kill -9` in between would
+    leave an empty record, i.e. forget that a POST was sent.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,23 @@
+"""A local, faithful emulation of lemlist's lead-enrichment API, for offline flows and tests.
+
+Example:
+    >>> from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
+    >>> with run_sandbox(SandboxConfig(leads=50, seed=3)) as sandbox:  # doctest: +SKIP
+    ...     print(sandbox.base_url, sandbox.campaign_id)
+"""
+
+from prefect_lemlist.sandbox.config import DEFAULT_API_KEY, SandboxConfig
+from prefect_lemlist.sandbox.data import LeadKind, SandboxLead
+from prefect_lemlist.sandbox.server import Sandbox, run_sandbox
+from prefect_lemlist.sandbox.state import SandboxStats, WebhookDelivery
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "LeadKind",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxLead",
+    "SandboxStats",
+    "WebhookDelivery",
+    "run_sandbox",
+]

@@ -1,0 +1,160 @@
+"""Command line: `python -m prefect_lemlist.sandbox --port 8787 --leads 200 --seed 1`.
+
+Starts a sandbox, prints how to reach it, and serves until Ctrl-C (or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from pydantic import ValidationError
+
+from prefect_lemlist.sandbox.config import DEFAULT_API_KEY, SandboxConfig
+from prefect_lemlist.sandbox.server import Sandbox
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser.
+
+    Returns:
+        An `argparse.ArgumentParser` for the sandbox's main knobs.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m prefect_lemlist.sandbox",
+        description="Run a local emulation of lemlist's lead-enrichment API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
+    parser.add_argument("--port", type=int, default=8787, help="TCP port (0: any free port)")
+    parser.add_argument("--leads", type=int, default=200, help="leads in the seeded campaign")
+    parser.add_argument("--seed", type=int, default=1, help="seed of data, timing and faults")
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the accepted API key")
+    parser.add_argument("--rate-limit", type=int, default=20, help="requests per window")
+    parser.add_argument("--rate-window", type=float, default=2.0, help="window in seconds")
+    parser.add_argument(
+        "--enrichment-seconds",
+        type=float,
+        nargs=2,
+        default=(1.0, 4.0),
+        metavar=("MIN", "MAX"),
+        help="duration range of an enrichment",
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("MIN", "MAX"),
+        help="extra delay range before each answer",
+    )
+    parser.add_argument("--credits", type=int, default=100_000, help="team credits at start")
+    parser.add_argument("--fault-5xx-rate", type=float, default=0.0, help="chance of a 500")
+    parser.add_argument(
+        "--fault-drop-rate",
+        type=float,
+        default=0.0,
+        help="chance of closing the connection without answering",
+    )
+    parser.add_argument(
+        "--fault-429-rate", type=float, default=0.0, help="chance of an injected 429"
+    )
+    parser.add_argument(
+        "--fault-slow-rate", type=float, default=0.0, help="chance of a slow answer"
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    """Turn parsed arguments into a validated `SandboxConfig`.
+
+    Args:
+        args: the parsed CLI arguments.
+
+    Returns:
+        The configuration.
+    """
+    return SandboxConfig(
+        host=args.host,
+        port=args.port,
+        leads=args.leads,
+        seed=args.seed,
+        api_keys=[args.api_key],
+        rate_limit=args.rate_limit,
+        rate_window_seconds=args.rate_window,
+        enrichment_seconds=tuple(args.enrichment_seconds),
+        latency_seconds=tuple(args.latency),
+        credits=args.credits,
+        fault_5xx_rate=args.fault_5xx_rate,
+        fault_drop_rate=args.fault_drop_rate,
+        fault_429_rate=args.fault_429_rate,
+        fault_slow_rate=args.fault_slow_rate,
+    )
+
+
+def _print_banner(sandbox: Sandbox) -> None:
+    """Print how to reach a started sandbox (URL, key, campaign, example calls)."""
+    lead = next((lead.lead_id for lead in sandbox.leads if lead.has_contact), "lea_...")
+    lines = [
+        f"lemlist sandbox running at {sandbox.base_url}",
+        f"API key:     {sandbox.api_key}",
+        f"Campaign id: {sandbox.campaign_id}",
+        f"Leads:       {len(sandbox.leads)} (seed {sandbox.config.seed})",
+        "Example:",
+        f'  curl -u ":{sandbox.api_key}" "{sandbox.base_url}/campaigns/{sandbox.campaign_id}'
+        f'/export/leads?state=all&format=json"',
+        f'  curl -X POST -u ":{sandbox.api_key}" '
+        f'"{sandbox.base_url}/leads/{lead}/enrich?findEmail=true"',
+        "Press Ctrl-C to stop.",
+    ]
+    for line in lines:
+        print(line, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sandbox until interrupted.
+
+    Args:
+        argv: arguments (default: `sys.argv[1:]`).
+
+    Returns:
+        The exit code (0 after Ctrl-C/SIGTERM, 1 when it cannot start, 2 on a bad
+        configuration).
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValidationError as exc:
+        print(f"invalid sandbox configuration:\n{exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    sandbox = Sandbox(config)
+    try:
+        sandbox.start()
+    except (OSError, RuntimeError) as exc:
+        print(
+            f"cannot start the lemlist sandbox on {config.host}:{config.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        _print_banner(sandbox)
+        while not stop.wait(0.5):
+            pass
+        print("Stopping the lemlist sandbox.", flush=True)
+    finally:
+        sandbox.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Run a sandbox on uvicorn in a background thread: `Sandbox` and `run_sandbox`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+from prefect_lemlist.sandbox.app import AppRuntime, ConnectionRegistry, create_app
+from prefect_lemlist.sandbox.config import SandboxConfig
+from prefect_lemlist.sandbox.data import SandboxLead
+from prefect_lemlist.sandbox.state import Contact, Enrichment, SandboxState, SandboxStats
+
+STARTUP_TIMEOUT_SECONDS = 15.0
+SHUTDOWN_TIMEOUT_SECONDS = 15.0
+BACKLOG = 4096
+KEEP_ALIVE_SECONDS = 75  # longer than httpx's 5 s pool expiry: no keep-alive close race
+
+
+def _protocol_class(registry: ConnectionRegistry) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, subclassed to register each connection's transport."""
+
+    class RegisteringProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            registry.register(self.client, transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            registry.unregister(self.client, self.transport)
+            super().connection_lost(exc)
+
+    return RegisteringProtocol
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind a listening-ready TCP socket on (host, port); port 0 picks a free one."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class Sandbox:
+    """A running (or ready to run) lemlist sandbox server.
+
+    Use `run_sandbox` rather than building it directly.
+
+    Args:
+        config: the sandbox configuration.
+    """
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self._state = SandboxState(config)
+        self._registry = ConnectionRegistry()
+        self._runtime = AppRuntime()
+        self._app = create_app(self._state, connections=self._registry, runtime=self._runtime)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._error: BaseException | None = None
+        self._port = 0
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def config(self) -> SandboxConfig:
+        """The current configuration (reflects `configure` calls)."""
+        return self._state.config
+
+    @property
+    def host(self) -> str:
+        """The bound host."""
+        return self._state.config.host
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (0 before start)."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """`http://<host>:<port>` (IPv6 hosts in brackets); lemlist paths go right after it."""
+        host = self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}"
+
+    @property
+    def api_key(self) -> str:
+        """The first valid API key."""
+        return self._state.config.api_keys[0]
+
+    @property
+    def campaign_id(self) -> str:
+        """The seeded campaign's id (`cam_…`)."""
+        return self._state.campaign.campaign_id
+
+    @property
+    def leads(self) -> list[SandboxLead]:
+        """The seeded leads with their hidden truth (ground truth for tests)."""
+        return list(self._state.leads)
+
+    @property
+    def foreign_lead_ids(self) -> list[str]:
+        """Lead ids that belong to another team (400 `Bad team`)."""
+        return list(self._state.campaign.foreign_lead_ids)
+
+    @property
+    def state(self) -> SandboxState:
+        """The underlying state (advanced use and tests)."""
+        return self._state
+
+    def lead(self, lead_id: str) -> SandboxLead:
+        """The seeded lead with this id (KeyError if unknown)."""
+        return self._state.leads_by_id[lead_id]
+
+    def contact(self, lead_id: str) -> Contact | None:
+        """A copy of the lead's current contact data (None when the contact is missing)."""
+        return self._state.contact_of(lead_id)
+
+    def enrichment(self, enrichment_id: str) -> Enrichment | None:
+        """The server-side record of an enrichment, or None."""
+        return self._state.enrichment(enrichment_id)
+
+    # ------------------------------------------------------------------ knobs and stats
+
+    def configure(self, **overrides: Any) -> SandboxConfig:
+        """Change knobs at runtime (thread-safe, validated).
+
+        Args:
+            **overrides: `SandboxConfig` fields, e.g. `fault_5xx_rate=0.5`.
+
+        Returns:
+            The new configuration.
+        """
+        return self._state.configure(**overrides)
+
+    def stats(self) -> SandboxStats:
+        """A snapshot of the statistics."""
+        return self._state.stats()
+
+    def reset_stats(self) -> None:
+        """Zero the statistics (keeps enrichments, credits and the rate limiter)."""
+        self._state.reset_stats()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Sandbox:
+        """Start serving in a daemon thread and wait until connections are accepted.
+
+        Returns:
+            self.
+
+        Raises:
+            RuntimeError: when the server does not come up.
+        """
+        if self._thread is not None:
+            raise RuntimeError("sandbox already started")
+        cfg = self._state.config
+        self._socket = _bind(cfg.host, cfg.port)
+        self._port = self._socket.getsockname()[1]
+        uv_config = uvicorn.Config(
+            self._app,
+            http=_protocol_class(self._registry),
+            ws="none",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            backlog=BACKLOG,
+            limit_concurrency=None,
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            server_header=False,
+            date_header=True,
+        )
+        self._server = uvicorn.Server(uv_config)
+        self._thread = threading.Thread(
+            target=self._serve, name=f"lemlist-sandbox-{self._port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"lemlist sandbox failed to start: {self._error!r}")
+            time.sleep(0.005)
+        self._wait_accepting(deadline)
+        return self
+
+    def _serve(self) -> None:
+        assert self._server is not None and self._socket is not None
+        try:
+            asyncio.run(self._server.serve(sockets=[self._socket]))
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+
+    def _wait_accepting(self, deadline: float) -> None:
+        while True:
+            try:
+                with socket.create_connection((self.host, self._port), timeout=1.0):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("lemlist sandbox does not accept connections") from None
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Shut the server down cleanly and wait for its thread (idempotent)."""
+        if self._server is not None:
+            self._runtime.request_stop()
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(SHUTDOWN_TIMEOUT_SECONDS)
+            if self._thread.is_alive() and self._server is not None:
+                self._server.force_exit = True
+                self._thread.join(SHUTDOWN_TIMEOUT_SECONDS)
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.close()
+        self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Sandbox(base_url={self.base_url!r}, campaign_id={self.campaign_id!r})"
+
+
+@contextlib.contextmanager
+def run_sandbox(config: SandboxConfig | None = None, /, **overrides: Any) -> Iterator[Sandbox]:
+    """Run a lemlist sandbox on loopback for the duration of a `with` block.
+
+    Usable from sync code and from inside a running asyncio loop (the server has its own loop
+    in a daemon thread; only startup and shutdown block the caller).
+
+    Args:
+        config: the configuration (default: `SandboxConfig()`).
+        **overrides: fields replacing those of `config`, e.g. `leads=50, seed=3`.
+
+    Yields:
+        The started `Sandbox`.
+    """
+    base = config or SandboxConfig()
+    sandbox = Sandbox(base.with_overrides(**overrides) if overrides else base)
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()

@@ -1,0 +1,104 @@
+"""kill -9 of a real flow process at three points, then a re-run: no double billing, no loss."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def flow_process(sandbox, output_dir: Path, name: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "LEMLIST_API_KEY": sandbox.api_key,
+        "LEMLIST_BASE_URL": sandbox.base_url,
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "flows.enrich_campaign",
+        sandbox.campaign_id,
+        "--output-dir",
+        str(output_dir),
+        "--batch-size",
+        "20",
+    ]
+    log = open(output_dir / f"{name}.log", "w")
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the flow ended (rc={process.returncode}) before the kill point")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("kill point not reached in time")
+        time.sleep(0.01)
+
+
+KILL_POINTS = {
+    # selection: the campaign export has reached the sandbox, nothing was enriched yet
+    "selection": lambda stats, n: stats.requests_by_route.get("export", 0) >= 1,
+    # mid-enrichment: about a third of the POSTs are done
+    "enrichment": lambda stats, n: stats.requests_by_route.get("enrich_post", 0) >= n // 3,
+    # mid-collection: every POST sent, some polls answered
+    "collection": lambda stats, n: (
+        stats.requests_by_route.get("enrich_post", 0) >= n
+        and stats.requests_by_route.get("enrich_get", 0) >= 5
+    ),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_kill_minus_nine_then_rerun_never_double_bills_nor_loses_a_lead(tmp_path, point):
+    config = SandboxConfig(leads=80, seed=21, enrichment_seconds=(2.0, 5.0))
+    with run_sandbox(config) as sandbox:
+        selected = [lead.lead_id for lead in sandbox.leads if not lead.email]
+        first = flow_process(sandbox, tmp_path, "first")
+        wait_for(lambda: KILL_POINTS[point](sandbox.stats(), len(selected)), first)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(30)
+        posts_at_kill = sum(sandbox.stats().enrich_posts_by_lead.values())
+
+        second = flow_process(sandbox, tmp_path, "second")
+        assert second.wait(300) == 0, (tmp_path / "second.log").read_text()[-3000:]
+        stats = sandbox.stats()
+
+    exports = list(tmp_path.glob("*.csv"))
+    assert len(exports) == 1, "the killed run must not leave an export behind"
+    with exports[0].open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["lead_id"] for row in rows) == sorted(selected)  # all there, exactly once
+    assert all(row["status"] for row in rows)
+    # zero duplicate POSTs: a POST refused with 429 (the killed run's requests still fill
+    # lemlist's window when the re-run starts) is resent, but only one ever reached the
+    # enrichment logic, and only one enrichment was started (billed) per lead
+    twice = {k: v for k, v in stats.enrich_posts_processed_by_lead.items() if v > 1}
+    assert not twice, [
+        (lid, sandbox.lead(lid).kind.value, [r for r in rows if r["lead_id"] == lid])
+        for lid in twice
+    ]
+    assert max(stats.enrichments_started_by_lead.values()) == 1
+    if point == "selection":
+        assert posts_at_kill == 0
+    interrupted = [row for row in rows if "never recorded lemlist's answer" in (row["error"] or "")]
+    # only POSTs in flight at the kill can be unknown: at most the rate budget's worth
+    assert len(interrupted) <= 20
+    for row in rows:
+        if row["lead_id"] in stats.enrichments_started_by_lead and row not in interrupted:
+            assert row["enrichment_id"].startswith("enr_"), row
