@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from prefect_lemlist.asgi_thread import ThreadedASGIServer
 from prefect_lemlist.sandbox.app import AppRuntime, ConnectionRegistry, create_app
 from prefect_lemlist.sandbox.config import SandboxConfig
 from prefect_lemlist.sandbox.data import SandboxLead
 from prefect_lemlist.sandbox.state import Contact, Enrichment, SandboxState, SandboxStats
 
-STARTUP_TIMEOUT_SECONDS = 15.0
-SHUTDOWN_TIMEOUT_SECONDS = 15.0
 BACKLOG = 4096
 KEEP_ALIVE_SECONDS = 75  # longer than httpx's 5 s pool expiry: no keep-alive close race
 
@@ -39,21 +34,6 @@ def _protocol_class(registry: ConnectionRegistry) -> type[asyncio.Protocol]:
     return RegisteringProtocol
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind a listening-ready TCP socket on (host, port); port 0 picks a free one."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
 class Sandbox:
     """A running (or ready to run) lemlist sandbox server.
 
@@ -68,10 +48,7 @@ class Sandbox:
         self._registry = ConnectionRegistry()
         self._runtime = AppRuntime()
         self._app = create_app(self._state, connections=self._registry, runtime=self._runtime)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-        self._error: BaseException | None = None
+        self._server: ThreadedASGIServer | None = None
         self._port = 0
 
     # ------------------------------------------------------------------ facts
@@ -166,73 +143,31 @@ class Sandbox:
             self.
 
         Raises:
+            OSError: the address cannot be bound (e.g. the port is busy).
             RuntimeError: when the server does not come up.
         """
-        if self._thread is not None:
+        if self._server is not None:
             raise RuntimeError("sandbox already started")
         cfg = self._state.config
-        self._socket = _bind(cfg.host, cfg.port)
-        self._port = self._socket.getsockname()[1]
-        uv_config = uvicorn.Config(
+        self._server = ThreadedASGIServer(
             self._app,
+            host=cfg.host,
+            port=cfg.port,
             http=_protocol_class(self._registry),
-            ws="none",
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
             backlog=BACKLOG,
             limit_concurrency=None,
-            timeout_graceful_shutdown=5,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            server_header=False,
             date_header=True,
         )
-        self._server = uvicorn.Server(uv_config)
-        self._thread = threading.Thread(
-            target=self._serve, name=f"lemlist-sandbox-{self._port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"lemlist sandbox failed to start: {self._error!r}")
-            time.sleep(0.005)
-        self._wait_accepting(deadline)
+        self._server.start()
+        self._port = self._server.port
         return self
-
-    def _serve(self) -> None:
-        assert self._server is not None and self._socket is not None
-        try:
-            asyncio.run(self._server.serve(sockets=[self._socket]))
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-
-    def _wait_accepting(self, deadline: float) -> None:
-        while True:
-            try:
-                with socket.create_connection((self.host, self._port), timeout=1.0):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("lemlist sandbox does not accept connections") from None
-                time.sleep(0.01)
 
     def stop(self) -> None:
         """Shut the server down cleanly and wait for its thread (idempotent)."""
+        self._runtime.request_stop()  # wakes slow requests so shutdown is quick
         if self._server is not None:
-            self._runtime.request_stop()
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(SHUTDOWN_TIMEOUT_SECONDS)
-            if self._thread.is_alive() and self._server is not None:
-                self._server.force_exit = True
-                self._thread.join(SHUTDOWN_TIMEOUT_SECONDS)
-        if self._socket is not None:
-            with contextlib.suppress(OSError):
-                self._socket.close()
-        self._thread = None
+            self._server.stop()
 
     def __enter__(self) -> Sandbox:
         return self.start()
