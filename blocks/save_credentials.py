@@ -21,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", nargs="?", default="lemlist", help="block name (default: lemlist)")
     parser.add_argument("--base-url", default=None, help="override the API base URL")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing block")
+    parser.add_argument(
+        "--global-rate-limit",
+        default=None,
+        help="name of a Prefect global concurrency limit shared by all processes using this key",
+    )
     args = parser.parse_args(argv)
     api_key = os.environ.get("LEMLIST_API_KEY", "").strip()
     if not api_key:
@@ -29,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     fields = {"api_key": api_key}
     if args.base_url:
         fields["base_url"] = args.base_url
+    if args.global_rate_limit:
+        fields["global_rate_limit"] = args.global_rate_limit
     try:
         block = LemlistCredentials(**fields)
         block.save(args.name, overwrite=args.overwrite, _sync=True)

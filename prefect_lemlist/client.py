@@ -57,6 +57,25 @@ _MAX_ERROR_TEXT = 300
 logger = logging.getLogger("prefect_lemlist.client")
 
 
+class _RedactQueryFilter(logging.Filter):
+    """Drops query strings from httpx's own request log lines.
+
+    httpx logs every URL at INFO; ours may carry a webhook URL with its secret token (the API key
+    itself is never in a URL: it travels in the Authorization header).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                arg.copy_with(query=None) if isinstance(arg, httpx.URL) and arg.query else arg
+                for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactQueryFilter())
+
+
 def credentials_fingerprint(api_key: SecretStr | str, base_url: str) -> str:
     """A short, one-way id of an API key at a base URL, safe to log and to use in cache keys.
 
@@ -98,6 +117,8 @@ class LemlistClient:
         rate_window_seconds: the window (lemlist: 2 s).
         backoff_base_seconds: first backoff delay; doubles with each attempt.
         backoff_max_seconds: the longest backoff delay.
+        global_rate_limit: name of a Prefect global concurrency limit shared by every process
+            using this key (see `prefect_lemlist.global_limit`); None: this process only.
         transport: an httpx transport, for tests.
 
     Attributes:
@@ -116,6 +137,7 @@ class LemlistClient:
         rate_window_seconds: float = LEMLIST_RATE_WINDOW_SECONDS,
         backoff_base_seconds: float = 0.5,
         backoff_max_seconds: float = 20.0,
+        global_rate_limit: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
@@ -132,7 +154,9 @@ class LemlistClient:
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
         self.fingerprint = credentials_fingerprint(self._api_key, self.base_url)
-        self.budget: RequestBudget = budget_for(self.fingerprint, rate_limit, rate_window_seconds)
+        self.budget: RequestBudget = budget_for(
+            self.fingerprint, rate_limit, rate_window_seconds, global_rate_limit
+        )
         self.requests_sent = 0
         self._transport = transport
         self._http: httpx.AsyncClient | None = None

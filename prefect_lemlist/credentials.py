@@ -72,6 +72,14 @@ class LemlistCredentials(CredentialsBlock):
         description="Length of the rate window in seconds (lemlist uses 2).",
     )
 
+    global_rate_limit: str | None = Field(
+        default=None,
+        description=(
+            "Name of a Prefect global concurrency limit shared by all processes using this key "
+            "(create it with `python -m prefect_lemlist.global_limit NAME`); empty: none."
+        ),
+    )
+
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
@@ -90,6 +98,7 @@ class LemlistCredentials(CredentialsBlock):
             max_attempts=self.max_attempts,
             rate_limit=self.rate_limit,
             rate_window_seconds=self.rate_window_seconds,
+            global_rate_limit=self.global_rate_limit or None,
         )
 
     def fingerprint(self) -> str:

@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from prefect_lemlist.global_limit import GlobalShare
+
 LEMLIST_RATE_LIMIT = 20
 LEMLIST_RATE_WINDOW_SECONDS = 2.0
 # Added to the window to absorb scheduling noise between our clock and the server's.
@@ -62,6 +64,13 @@ class RequestBudget:
         self._tickets = itertools.count()
         self._queue: deque[int] = deque()
         self.requests_granted = 0
+        # With a global share (see `global_limit`), capacity is the slots this process holds.
+        self._capacity: int | None = None
+        self._share: GlobalShare | None = None
+        self._spare_since: float | None = None
+
+    def _effective_limit(self) -> int:
+        return self.limit if self._capacity is None else min(self.limit, self._capacity)
 
     def _purge(self, now: float) -> None:
         while self._finished and self._finished[0] + self._hold <= now:
@@ -72,7 +81,7 @@ class RequestBudget:
         if now < self._paused_until:
             return self._paused_until - now
         self._purge(now)
-        if self._in_flight + len(self._finished) < self.limit:
+        if self._in_flight + len(self._finished) < self._effective_limit():
             return 0.0
         if self._finished:
             return max(self._finished[0] + self._hold - now, 0.001)
@@ -130,6 +139,56 @@ class RequestBudget:
             self.window_seconds = max(self.window_seconds, window_seconds)
             self._hold = self.window_seconds + margin
 
+    def share_globally(self, limit_name: str) -> None:
+        """Take this budget's capacity from the Prefect global concurrency limit `limit_name`."""
+        with self._lock:
+            if self._share is not None:
+                return
+            self._capacity = 0
+        self._share = GlobalShare(limit_name, self)
+
+    def wants_capacity(self) -> bool:
+        """True when requests wait only because this process holds too few global slots."""
+        with self._lock:
+            now = time.monotonic()
+            if self._capacity is None or not self._queue or now < self._paused_until:
+                return False
+            self._purge(now)
+            used = self._in_flight + len(self._finished)
+            return used >= self._capacity and self._capacity < self.limit
+
+    def add_capacity(self, slots: int) -> None:
+        """Slots newly held from the global limit."""
+        with self._lock:
+            self._capacity = (self._capacity or 0) + slots
+
+    def try_remove_capacity(self, slots: int | None) -> bool:
+        """Give up `slots` of capacity if no request waits and the requests still counted in
+        the window fit in what remains, and that has been so for a whole window (so that a short
+        lull does not give away slots that are needed again at once). `None`: give up all of it
+        now, if nothing is counted in the window any more. Returns whether it did."""
+        with self._lock:
+            if self._capacity is None:
+                return False
+            now = time.monotonic()
+            self._purge(now)
+            used = self._in_flight + len(self._finished)
+            if slots is None:
+                if used or self._queue:
+                    return False
+                self._capacity = 0
+                return True
+            if self._queue or slots <= 0 or used > self._capacity - slots:
+                self._spare_since = None
+                return False
+            if self._spare_since is None:
+                self._spare_since = now
+            if now - self._spare_since < self.window_seconds:
+                return False
+            self._spare_since = None
+            self._capacity -= slots
+            return True
+
     @property
     def in_flight(self) -> int:
         """Requests sent and not yet answered."""
@@ -144,6 +203,7 @@ def budget_for(
     key_fingerprint: str,
     limit: int = LEMLIST_RATE_LIMIT,
     window_seconds: float = LEMLIST_RATE_WINDOW_SECONDS,
+    global_rate_limit: str | None = None,
 ) -> RequestBudget:
     """The process-wide budget of one API key (by fingerprint, never by the key itself).
 
@@ -154,6 +214,8 @@ def budget_for(
         key_fingerprint: `credentials_fingerprint(...)` of the key and base URL.
         limit: requests allowed per window for this key.
         window_seconds: the window's length.
+        global_rate_limit: a Prefect global concurrency limit to share the budget with other
+            processes (see `prefect_lemlist.global_limit`).
 
     Returns:
         The same `RequestBudget` object for every caller with the same fingerprint.
@@ -164,4 +226,6 @@ def budget_for(
             budget = _registry[key_fingerprint] = RequestBudget(limit, window_seconds)
         elif limit < budget.limit or window_seconds > budget.window_seconds:
             budget.tighten(limit, window_seconds)
-        return budget
+    if global_rate_limit:
+        budget.share_globally(global_rate_limit)
+    return budget

@@ -7,6 +7,7 @@ Nothing is dropped silently: every input row is either selected or reported as a
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def read_lead_ids_csv(path: str | Path) -> LeadSelection:
         raise ValueError(f"CSV file is not UTF-8 text: {path}") from None
     except OSError as exc:
         raise ValueError(f"CSV file cannot be read: {path} ({exc.strerror})") from None
-    reader = csv.reader(text.splitlines())
+    # newline="" keeps line breaks inside quoted fields, and only \r/\n end a line.
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:

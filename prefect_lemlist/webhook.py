@@ -83,7 +83,7 @@ def create_webhook_app(
                 return PlainTextResponse("Payload too large", status_code=413)
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             counters.bad_body += 1
             return PlainTextResponse("Body must be JSON", status_code=400)
         items = payload.get("data") if isinstance(payload, dict) else None

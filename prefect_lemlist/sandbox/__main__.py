@@ -14,6 +14,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from prefect_lemlist.sandbox.app import add_admin_routes
 from prefect_lemlist.sandbox.config import DEFAULT_API_KEY, SandboxConfig
 from prefect_lemlist.sandbox.server import Sandbox
 
@@ -64,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--fault-slow-rate", type=float, default=0.0, help="chance of a slow answer"
+    )
+    parser.add_argument(
+        "--admin",
+        action="store_true",
+        help="also serve GET /_sandbox/stats (unauthenticated JSON statistics, for benchmarks)",
     )
     return parser
 
@@ -138,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     sandbox = Sandbox(config)
+    if args.admin:
+        add_admin_routes(sandbox._app)  # the CLI owns this sandbox and its app
     try:
         sandbox.start()
     except (OSError, RuntimeError) as exc:

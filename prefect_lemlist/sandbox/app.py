@@ -320,7 +320,7 @@ class SandboxEndpoints:
         lead_id = request.path_params["lead_id"]
 
         def work(req: Request) -> Reply:
-            return self.state.start_enrichment(
+            reply = self.state.start_enrichment(
                 lead_id,
                 {
                     flag: _flag(req, flag)
@@ -329,15 +329,22 @@ class SandboxEndpoints:
                 req.query_params.get("webhookUrl"),
                 _flag(req, "force"),
             )
+            self.state.record_enrich_answer(lead_id, reply.status)
+            return reply
 
         return await self._handle(request, "enrich_post", "POST", work, lead_id=lead_id)
 
     async def get_enrichment(self, request: Request) -> Response:
         """`GET /enrich/{enrichId}`."""
         enrichment_id = request.path_params["enrich_id"]
-        return await self._handle(
-            request, "enrich_get", "GET", lambda _: self.state.get_enrichment(enrichment_id)
-        )
+
+        def work(_: Request) -> Reply:
+            reply = self.state.get_enrichment(enrichment_id)
+            if reply.status == 200:
+                self.state.record_result_served(enrichment_id, "poll")
+            return reply
+
+        return await self._handle(request, "enrich_get", "GET", work)
 
     async def export_leads(self, request: Request) -> Response:
         """`GET /campaigns/{campaignId}/export/leads`."""
@@ -463,6 +470,28 @@ async def completion_loop(state: SandboxState, client: httpx.AsyncClient) -> Non
         for task in list(deliveries):
             task.cancel()
         await asyncio.gather(*deliveries, return_exceptions=True)
+
+
+ADMIN_STATS_PATH = "/_sandbox/stats"
+"""Path of the optional admin route (not a lemlist route; see `add_admin_routes`)."""
+
+
+def add_admin_routes(app: Starlette) -> None:
+    """Serve `GET /_sandbox/stats` (JSON counters and per-lead result times) on a sandbox app.
+
+    For benchmarks against a sandbox in another process. Unauthenticated, not rate-limited and
+    not counted in the statistics; off unless asked for (CLI `--admin`), so the lemlist routes and
+    the catch-all behave exactly as without it.
+
+    Args:
+        app: an app made by `create_app` (before the server starts).
+    """
+    state: SandboxState = app.state.sandbox_state
+
+    async def stats(_: Request) -> Response:
+        return JSONResponse(state.benchmark_snapshot())
+
+    app.router.routes.insert(0, Route(ADMIN_STATS_PATH, stats, methods=["GET"]))
 
 
 def create_app(

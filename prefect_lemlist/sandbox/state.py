@@ -285,6 +285,17 @@ class SandboxStats:
         return max_in_window(times, window_seconds)
 
 
+def _per_second(times: list[float], base: float) -> list[int]:
+    """Arrivals counted per 1-second bucket from `base` (benchmark instrumentation)."""
+    counts: list[int] = []
+    for at in times:
+        bucket = max(int(at - base), 0)
+        if bucket >= len(counts):
+            counts.extend([0] * (bucket + 1 - len(counts)))
+        counts[bucket] += 1
+    return counts
+
+
 def strip_query(url: str) -> str:
     """Return `url` without its query string and fragment.
 
@@ -411,6 +422,9 @@ class SandboxState:
         self._credits_used = 0
         self._deliveries: list[WebhookDelivery] = []
         self._arrivals: dict[str, list[float]] = {}
+        # Benchmark instrumentation: when lemlist first *served* a lead's final answer.
+        self._first_result_by_enrichment: dict[str, tuple[float, str]] = {}
+        self._first_result_by_lead: dict[str, tuple[float, str]] = {}
 
     def reset_stats(self) -> None:
         """Zero every statistic (the rate limiter, credits and enrichments are kept)."""
@@ -534,6 +548,79 @@ class SandboxState:
         """Store the outcome of one webhook delivery."""
         with self._lock:
             self._deliveries.append(delivery)
+            if delivery.ok:
+                self.record_result_served(delivery.enrichment_id, "webhook")
+
+    def record_result_served(self, enrichment_id: str, source: str) -> None:
+        """Note (once) when a finished enrichment's result first reached the client.
+
+        Benchmark instrumentation only: it changes no answer.
+
+        Args:
+            enrichment_id: the finished enrichment.
+            source: `poll` (first 200 on `GET /enrich/{id}`) or `webhook` (first 2xx delivery).
+        """
+        with self._lock:
+            now = time.monotonic()
+            if enrichment_id in self._first_result_by_enrichment:
+                return
+            self._first_result_by_enrichment[enrichment_id] = (now, source)
+            enrichment = self._enrichments.get(enrichment_id)
+            if enrichment is not None and enrichment.lead_id not in self._first_result_by_lead:
+                self._first_result_by_lead[enrichment.lead_id] = (now, source)
+
+    def record_enrich_answer(self, lead_id: str, status: int) -> None:
+        """Note (once) a lead whose enrich POST got a final answer (400/404/409: no enrichment).
+
+        Benchmark instrumentation only: a 200 is not final (its result comes later).
+
+        Args:
+            lead_id: the path's lead id.
+            status: the HTTP status decided by `start_enrichment`.
+        """
+        if status not in (400, 404, 409):
+            return
+        with self._lock:
+            if lead_id not in self._first_result_by_lead:
+                self._first_result_by_lead[lead_id] = (time.monotonic(), f"post_{status}")
+
+    def benchmark_snapshot(self) -> dict[str, Any]:
+        """Counters and per-lead result times as JSON-ready data (for `GET /_sandbox/stats`).
+
+        Times are seconds relative to the first request of the first API key (`t0`), on the
+        sandbox's monotonic clock, so they measure what lemlist saw, not what a client believes.
+
+        Returns:
+            A dict: totals, counts per route and status, 429s, the largest number of requests
+            in any rate window, and `results`: lead id -> [seconds since t0, source].
+        """
+        with self._lock:
+            self.complete_due()
+            cfg = self._config
+            times = self._arrivals.get(cfg.api_keys[0], [])
+            t0 = times[0] if times else None
+            base = t0 if t0 is not None else 0.0
+            return {
+                "now": round(time.monotonic() - base, 4),
+                "total_requests": self._total_requests,
+                "requests_by_route": dict(self._by_route),
+                "responses_by_status": {str(k): v for k, v in self._by_status.items()},
+                "count_429": self._count_429,
+                "enrichments_started": sum(self._started_by_lead.values()),
+                "webhook_deliveries": len(self._deliveries),
+                "webhook_deliveries_ok": sum(1 for d in self._deliveries if d.ok),
+                "credits_used": self._credits_used,
+                "rate_limit": cfg.rate_limit,
+                "rate_window_seconds": cfg.rate_window_seconds,
+                "first_request": 0.0 if t0 is not None else None,
+                "last_request": round(times[-1] - base, 4) if times else None,
+                "max_requests_in_window": max_in_window(times, cfg.rate_window_seconds),
+                "arrivals_per_second": _per_second(times, base),
+                "results": {
+                    lead: [round(at - base, 4), source]
+                    for lead, (at, source) in self._first_result_by_lead.items()
+                },
+            }
 
     def stats(self) -> SandboxStats:
         """Take a consistent snapshot of the statistics.

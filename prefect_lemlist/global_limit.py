@@ -1,0 +1,194 @@
+"""Opt-in sharing of one API key's budget across processes, through a Prefect global concurrency
+limit (GCL).
+
+The in-process `RequestBudget` cannot see other processes using the same key (parallel flow runs,
+a worker with concurrency > 1). With a GCL name on the credentials block, the budget's capacity is
+no longer a fixed 20: it is the number of slots this process holds of a GCL whose limit is 20
+(lemlist's requests per window). Slots are taken in chunks (5) as leases, when requests are waiting
+for capacity, and given back when they are no longer used: a chunk is released only when the
+requests still counted in the 2 s window fit in the capacity left, so the slots another process
+then takes are clean. Since every process keeps its own requests within the slots it holds, with
+the same send-to-response-plus-window accounting, lemlist never sees more than 20 in any window in
+total, and one busy process can use the whole budget while the others are idle.
+
+A process that dies keeps its slots until their lease expires (60 s); a clean exit gives them back
+after the last window has passed.
+
+Create the limit once per key:
+
+    python -m prefect_lemlist.global_limit lemlist-main
+    # or: prefect gcl create lemlist-main --limit 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import contextvars
+import logging
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from prefect.client.orchestration import get_client
+from prefect.concurrency.asyncio import concurrency
+from prefect.context import SettingsContext
+
+if TYPE_CHECKING:
+    from prefect_lemlist.ratelimit import RequestBudget
+
+logger = logging.getLogger("prefect_lemlist.global_limit")
+
+DEFAULT_LIMIT = 20
+CHUNK = 5
+LEASE_SECONDS = 60.0
+_ACQUIRE_TIMEOUT_SECONDS = 1.0
+_TICK_SECONDS = 0.05
+
+
+class GlobalShare:
+    """Holds this process's share of a key's budget as leased slots of a global concurrency limit.
+
+    A daemon thread with its own event loop acquires and releases chunks of slots, asked by the
+    `RequestBudget` it serves (which stays the single place that decides when a request may go).
+
+    Args:
+        name: the GCL's name.
+        budget: the budget whose capacity these slots are.
+        chunk: slots taken or given back at a time.
+    """
+
+    def __init__(self, name: str, budget: RequestBudget, chunk: int = CHUNK) -> None:
+        self.name = name
+        self.chunk = chunk
+        self._budget = budget
+        self._releases: list[asyncio.Event] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self.error: BaseException | None = None
+        # The thread gets the caller's Prefect settings (API URL) and nothing else: copying the
+        # whole context would tie the leases to the current task run, and Prefect releases a task
+        # run's leases when it ends, while this process still counts on them.
+        self._settings = SettingsContext.get()
+        self._thread = threading.Thread(
+            target=contextvars.Context().run,
+            args=(self._run,),
+            name=f"lemlist-gcl-{name}",
+            daemon=True,
+        )
+        self._thread.start()
+        atexit.register(self.close)
+
+    def _run(self) -> None:
+        settings = self._settings
+        if settings is None:
+            asyncio.run(self._keep())
+            return
+        with SettingsContext(profile=settings.profile, settings=settings.settings):
+            asyncio.run(self._keep())
+
+    async def _keep(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        while not self._stopping:
+            if self._budget.wants_capacity():
+                await self._grow()
+            elif self._releases and self._budget.try_remove_capacity(self.chunk):
+                self._releases.pop().set()
+            await asyncio.sleep(_TICK_SECONDS)
+        for event in self._releases:
+            event.set()
+        await asyncio.sleep(0.5)  # let the holders hand their leases back
+
+    async def _free_slots(self) -> int:
+        """Slots of the limit nobody holds (a cheap read, to avoid waiting in vain)."""
+        async with get_client() as client:
+            limit = await client.read_global_concurrency_limit_by_name(self.name)
+        return limit.limit - limit.active_slots
+
+    async def _grow(self) -> None:
+        try:
+            if await self._free_slots() < self.chunk:
+                await asyncio.sleep(0.2)
+                return
+        except Exception as exc:  # missing limit, API down: report, keep trying
+            self.error = exc
+            logger.warning("global rate limit %r: %s", self.name, exc)
+            await asyncio.sleep(1.0)
+            return
+        acquired: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            try:
+                async with concurrency(
+                    self.name,
+                    occupy=self.chunk,
+                    timeout_seconds=_ACQUIRE_TIMEOUT_SECONDS,
+                    lease_duration=LEASE_SECONDS,
+                    strict=True,
+                ):
+                    acquired.set_result(True)
+                    await release.wait()
+            except TimeoutError:
+                if not acquired.done():
+                    acquired.set_result(False)
+            except Exception as exc:  # missing limit, API down: report, keep trying
+                self.error = exc
+                logger.warning("global rate limit %r: %s", self.name, exc)
+                if not acquired.done():
+                    acquired.set_result(False)
+
+        asyncio.get_running_loop().create_task(hold())
+        if await acquired:
+            self._releases.append(release)
+            self._budget.add_capacity(self.chunk)
+        else:
+            await asyncio.sleep(0.2)
+
+    def close(self) -> None:
+        """Give every slot back once the last requests have left the window; stop the thread."""
+        if self._stopping:
+            return
+        deadline = time.monotonic() + self._budget.window_seconds + 1.0
+        while time.monotonic() < deadline and not self._budget.try_remove_capacity(None):
+            time.sleep(0.05)
+        self._stopping = True
+        self._thread.join(5.0)
+
+
+async def ensure_global_rate_limit(name: str, *, limit: int = DEFAULT_LIMIT) -> None:
+    """Create (or update) the global concurrency limit shared by every process using one key.
+
+    Args:
+        name: the limit's name, also set as `global_rate_limit` on the credentials block.
+        limit: lemlist's requests per window for the key (20).
+
+    Raises:
+        ValueError: a limit below one chunk of slots.
+    """
+    if limit < CHUNK:
+        raise ValueError(f"the limit must be at least {CHUNK} (slots are taken {CHUNK} at a time)")
+    async with get_client() as client:
+        await client.upsert_global_concurrency_limit_by_name(name, limit=limit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m prefect_lemlist.global_limit NAME [--limit 20]`."""
+    parser = argparse.ArgumentParser(description="Create the shared limit of a lemlist key.")
+    parser.add_argument("name")
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT)
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(ensure_global_rate_limit(args.name, limit=args.limit))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Global concurrency limit {args.name!r}: {args.limit} slots.")
+    print(f"Set global_rate_limit={args.name!r} on the LemlistCredentials block to use it.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

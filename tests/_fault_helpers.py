@@ -1,0 +1,189 @@
+"""Helpers of `test_fault_matrix.py`: a flow runner for subprocesses, and process plumbing.
+
+Run as a script, it is the flow process of the kill -9 and Prefect-API-outage tests:
+
+    python tests/_fault_helpers.py CAMPAIGN_ID OUTPUT_DIR NAME
+
+It runs `enrich-campaign` with credentials from `LEMLIST_API_KEY` / `LEMLIST_BASE_URL`, fast
+polling (the CLI has no flag for it), and writes the summary to `OUTPUT_DIR/NAME.summary.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTED: list[subprocess.Popen] = []  # every process started here, for `kill_leftovers`
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_flow(
+    sandbox, output_dir: Path, name: str, extra_env: dict[str, str | None] | None = None
+) -> subprocess.Popen:
+    """Start this file as a flow process against `sandbox`; output and log in `output_dir`.
+
+    `extra_env` values override the environment; None removes the variable.
+    """
+    env = {
+        **os.environ,
+        "LEMLIST_API_KEY": sandbox.api_key,
+        "LEMLIST_BASE_URL": sandbox.base_url,
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    for key, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / f"{name}.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, __file__, sandbox.campaign_id, str(output_dir), name],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    STARTED.append(process)
+    return process
+
+
+def kill_leftovers() -> None:
+    """Kill the processes started here that still run (a test failed or was interrupted)."""
+    for process in STARTED:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    STARTED.clear()
+
+
+def log_tail(output_dir: Path, name: str, chars: int = 3000) -> str:
+    path = output_dir / f"{name}.log"
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+async def wait_process(process: subprocess.Popen, timeout: float) -> int:
+    """Wait for a process without blocking the event loop; kill it after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait(10)
+            raise AssertionError(f"process {process.args} did not finish in {timeout:g}s")
+        await asyncio.sleep(0.1)
+    return process.returncode
+
+
+async def wait_until(condition, process: subprocess.Popen, what: str, timeout: float = 120.0):
+    """Poll `condition` (cheap, sync) until true; fail if `process` ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the flow ended (rc={process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{what}: not reached in {timeout:g}s")
+        await asyncio.sleep(0.02)
+
+
+def kill9(process: subprocess.Popen) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
+class PrefectServer:
+    """A real `prefect server start` on a fixed port with its own home (and SQLite database)."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/api"
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+        for name in ("PREFECT_API_URL", "PREFECT_TEST_MODE"):
+            env.pop(name, None)
+        return env
+
+    async def start(self, timeout: float = 120.0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+        with open(self.home / f"server-{self.starts}.log", "w") as log:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(self.port)],
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        STARTED.append(self.process)
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                try:
+                    if (await client.get(f"{self.url}/health")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.process.kill()
+                    log_text = (self.home / f"server-{self.starts}.log").read_text()
+                    raise AssertionError(f"prefect server did not start:\n{log_text[-3000:]}")
+                await asyncio.sleep(0.25)
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            await wait_process(self.process, 30)  # kills it after 30 s
+        except AssertionError:
+            pass
+
+
+async def _run(campaign_id: str, output_dir: str, name: str) -> None:
+    from flows.enrich_campaign import enrich_campaign
+    from prefect_lemlist.pipeline import EnrichmentOptions
+
+    options = EnrichmentOptions(
+        output_dir=output_dir,
+        output_name=name,
+        first_poll_seconds=0.5,
+        collect_timeout_seconds=float(os.environ.get("FAULT_COLLECT_TIMEOUT", "120")),
+        batch_size=20,
+    )
+    summary = await enrich_campaign(campaign_id, None, options=options)
+    Path(output_dir, f"{name}.summary.json").write_text(summary.model_dump_json())
+
+
+if __name__ == "__main__":
+    asyncio.run(_run(*sys.argv[1:4]))
