@@ -10,7 +10,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -197,6 +197,7 @@ class LemlistClient:
         find_phone: bool = False,
         webhook_url: str | None = None,
         force: bool = False,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> EnrichLeadResult:
         """Start an enrichment of one lead: `POST /leads/{leadId}/enrich`.
 
@@ -209,6 +210,8 @@ class LemlistClient:
             find_phone: find a phone number.
             webhook_url: where lemlist should POST the result when it is ready.
             force: re-run even if the contact already has the data (spends credits again).
+            before_send: awaited right before each send, once the request holds its rate
+                slot (the enrichment ledger records "starting" there, not while it waits).
 
         Returns:
             The enrichment id, or a skipped result when lemlist answered 409.
@@ -231,7 +234,12 @@ class LemlistClient:
         if webhook_url is not None:
             params["webhookUrl"] = validate_http_url(webhook_url, "webhook_url")
         response = await self._request(
-            "POST", ("leads", lead_id, "enrich"), params, starts_paid_work=True, accept={200, 409}
+            "POST",
+            ("leads", lead_id, "enrich"),
+            params,
+            starts_paid_work=True,
+            accept={200, 409},
+            before_send=before_send,
         )
         if response.status_code == 409:
             return _skipped_result(lead_id, response)
@@ -333,6 +341,7 @@ class LemlistClient:
         *,
         starts_paid_work: bool = False,
         accept: set[int] | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> httpx.Response:
         """Send one logical request through the budget, with 429 handling and retries.
 
@@ -342,6 +351,7 @@ class LemlistClient:
             params: query parameters (never logged: a webhook URL may carry a token).
             starts_paid_work: the request may start a billable enrichment; see the class doc.
             accept: statuses returned to the caller; other non-2xx statuses raise.
+            before_send: awaited right before each send, inside the rate slot.
 
         Returns:
             The response, its body read.
@@ -362,6 +372,8 @@ class LemlistClient:
             failure: httpx.TransportError | None = None
             started = time.monotonic()
             async with self.budget.slot():
+                if before_send is not None:
+                    await before_send()
                 self.requests_sent += 1
                 try:
                     response = await self._http.request(method, path, params=params)
@@ -467,11 +479,13 @@ def _json_body(response: httpx.Response, what: str) -> Any:
             if "html" in content_type.lower()
             else ""
         )
-        raise LemlistResponseError(
+        error = LemlistResponseError(
             f"{what} answered {response.status_code} with "
             f"{content_type or 'no content type'} instead of JSON{hint}",
             status_code=response.status_code,
         )
+        error.content_type = content_type
+        raise error
     try:
         return response.json()
     except ValueError:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from prefect_lemlist.client import LemlistClient
-from prefect_lemlist.exceptions import LemlistError, LemlistNotFoundError
+from prefect_lemlist.exceptions import LemlistError, LemlistNotFoundError, LemlistResponseError
 from prefect_lemlist.export import LeadOutcome
 from prefect_lemlist.models import Enrichment
 
@@ -255,7 +255,8 @@ class ResultCollector:
                     self._fail(item, f"lemlist no longer knows this enrichment: {exc}")
                     return
                 except LemlistError as exc:
-                    if exc.retryable:
+                    # a GET is safe to repeat: unusable answers are retried like 5xx ones
+                    if exc.retryable or isinstance(exc, LemlistResponseError):
                         self._reschedule(item, time.monotonic(), f"polling kept failing ({exc})")
                     else:
                         self._fail(item, f"polling failed: {exc}")

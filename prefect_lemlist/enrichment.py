@@ -16,6 +16,7 @@ from prefect_lemlist.exceptions import (
     LemlistAuthError,
     LemlistError,
     LemlistNotFoundError,
+    LemlistResponseError,
     LemlistServerError,
 )
 from prefect_lemlist.ledger import EnrichmentInterruptedError, EnrichmentLedger, LedgerEntry
@@ -61,10 +62,20 @@ async def start_enrichment(
             recalled = _recall(entry, lead_id, flags)
             if recalled is not None:
                 return recalled, True
-    if ledger is not None:
+
+    async def record_starting() -> None:
+        # Written once the POST holds its rate slot, right before it is sent: a crash while it
+        # still waits for the slot must not leave a "may have been billed" record.
         await ledger.write(lead_id, LedgerEntry(state="starting"))
+
     try:
-        result = await client.enrich_lead(lead_id, flags, webhook_url=webhook_url, force=force)
+        result = await client.enrich_lead(
+            lead_id,
+            flags,
+            webhook_url=webhook_url,
+            force=force,
+            before_send=record_starting if ledger is not None else None,
+        )
     except LemlistError as exc:
         if ledger is not None:
             await ledger.write(lead_id, _entry_for_failure(exc))
@@ -103,6 +114,10 @@ def _entry_for_failure(exc: LemlistError) -> LedgerEntry:
     """How to record a failed POST: maybe started, definitively refused, or try again later."""
     if isinstance(exc, LemlistServerError) and not exc.retryable:
         # a read timeout, dropped connection or 502/504 after the POST was sent: keep `starting`
+        return LedgerEntry(state="starting")
+    if isinstance(exc, LemlistResponseError) and "html" not in (exc.content_type or ""):
+        # a 200 whose JSON we could not use: lemlist may well have started the enrichment (an
+        # HTML page, on the other hand, is the web app answering a path the API does not have)
         return LedgerEntry(state="starting")
     if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 429:
         return LedgerEntry(

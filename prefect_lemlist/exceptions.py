@@ -86,7 +86,12 @@ class LemlistResponseError(LemlistError):
 
     lemlist answers unknown paths with its web app's HTML and a 200, so a wrong base URL looks
     like success; this error says what came back instead.
+
+    Attributes:
+        content_type: the response's content type when it was not JSON, else None.
     """
+
+    content_type: str | None = None
 
 
 class EnrichmentTimeoutError(LemlistError):

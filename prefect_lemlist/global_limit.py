@@ -9,7 +9,9 @@ for capacity, and given back when they are no longer used: a chunk is released o
 requests still counted in the 2 s window fit in the capacity left, so the slots another process
 then takes are clean. Since every process keeps its own requests within the slots it holds, with
 the same send-to-response-plus-window accounting, lemlist never sees more than 20 in any window in
-total, and one busy process can use the whole budget while the others are idle.
+total, and one busy process can use the whole budget while the others are idle. A process that
+wants slots when none are free holds one slot of a companion limit, `<name>-waiting`; every
+process holding more than one chunk then gives one back, so none waits for another's whole run.
 
 A process that dies keeps its slots until their lease expires (60 s); a clean exit gives them back
 after the last window has passed.
@@ -18,6 +20,7 @@ Create the limit once per key:
 
     python -m prefect_lemlist.global_limit lemlist-main
     # or: prefect gcl create lemlist-main --limit 20
+    #     prefect gcl create lemlist-main-waiting --limit 1000
 """
 
 from __future__ import annotations
@@ -46,6 +49,13 @@ CHUNK = 5
 LEASE_SECONDS = 60.0
 _ACQUIRE_TIMEOUT_SECONDS = 1.0
 _TICK_SECONDS = 0.05
+_FAIRNESS_CHECK_SECONDS = 0.5
+WAITING_LIMIT_SLOTS = 1000
+
+
+def waiting_limit_name(name: str) -> str:
+    """The companion limit where starved processes hold one slot each, so holders can yield."""
+    return f"{name}-waiting"
 
 
 class GlobalShare:
@@ -64,7 +74,9 @@ class GlobalShare:
         self.name = name
         self.chunk = chunk
         self._budget = budget
+        self.waiting_name = waiting_limit_name(name)
         self._releases: list[asyncio.Event] = []
+        self._holders: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self.error: BaseException | None = None
@@ -91,61 +103,77 @@ class GlobalShare:
 
     async def _keep(self) -> None:
         self._loop = asyncio.get_running_loop()
+        waiting: asyncio.Event | None = None  # our lease on the "waiting" limit, while starved
+        next_fairness_check = 0.0
         while not self._stopping:
-            if self._budget.wants_capacity():
-                await self._grow()
-            elif self._releases and self._budget.try_remove_capacity(self.chunk):
-                self._releases.pop().set()
+            try:
+                if self._budget.wants_capacity():
+                    if await self._free_slots(self.name) >= self.chunk:
+                        release = await self._lease(self.name, self.chunk)
+                        if release is not None:
+                            self._releases.append(release)
+                            self._budget.add_capacity(self.chunk)
+                    elif waiting is None:
+                        waiting = await self._lease(self.waiting_name, 1)
+                elif waiting is not None:
+                    waiting.set()
+                    waiting = None
+                now = time.monotonic()
+                if len(self._releases) > 1 and now >= next_fairness_check:
+                    # Another process is starved: give back one chunk (once our requests in
+                    # the window fit in what is left), so that nobody waits for a whole run.
+                    next_fairness_check = now + _FAIRNESS_CHECK_SECONDS
+                    others = await self._waiting_processes() - (waiting is not None)
+                    if others > 0:
+                        self._budget.shed(self.chunk)
+                if self._releases and self._budget.try_remove_capacity(self.chunk):
+                    self._releases.pop().set()
+            except Exception as exc:  # API down, limit deleted: report, keep trying
+                self.error = exc
+                logger.warning("global rate limit %r: %s", self.name, exc)
+                await asyncio.sleep(1.0)
             await asyncio.sleep(_TICK_SECONDS)
-        for event in self._releases:
+        for event in [*self._releases, *([waiting] if waiting else [])]:
             event.set()
         await asyncio.sleep(0.5)  # let the holders hand their leases back
 
-    async def _free_slots(self) -> int:
-        """Slots of the limit nobody holds (a cheap read, to avoid waiting in vain)."""
+    async def _free_slots(self, name: str) -> int:
+        """Slots of a limit nobody holds (a cheap read, to avoid waiting in vain)."""
         async with get_client() as client:
-            limit = await client.read_global_concurrency_limit_by_name(self.name)
+            limit = await client.read_global_concurrency_limit_by_name(name)
         return limit.limit - limit.active_slots
 
-    async def _grow(self) -> None:
-        try:
-            if await self._free_slots() < self.chunk:
-                await asyncio.sleep(0.2)
-                return
-        except Exception as exc:  # missing limit, API down: report, keep trying
-            self.error = exc
-            logger.warning("global rate limit %r: %s", self.name, exc)
-            await asyncio.sleep(1.0)
-            return
+    async def _waiting_processes(self) -> int:
+        async with get_client() as client:
+            limit = await client.read_global_concurrency_limit_by_name(self.waiting_name)
+        return limit.active_slots
+
+    async def _lease(self, name: str, slots: int) -> asyncio.Event | None:
+        """Take `slots` of limit `name` as a lease held until the returned event is set;
+        None when they could not be had within a second."""
         acquired: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         release = asyncio.Event()
 
         async def hold() -> None:
             try:
                 async with concurrency(
-                    self.name,
-                    occupy=self.chunk,
+                    name,
+                    occupy=slots,
                     timeout_seconds=_ACQUIRE_TIMEOUT_SECONDS,
                     lease_duration=LEASE_SECONDS,
                     strict=True,
                 ):
                     acquired.set_result(True)
                     await release.wait()
-            except TimeoutError:
-                if not acquired.done():
-                    acquired.set_result(False)
-            except Exception as exc:  # missing limit, API down: report, keep trying
-                self.error = exc
-                logger.warning("global rate limit %r: %s", self.name, exc)
+            except Exception as exc:  # timeout, missing limit, API down
+                if not isinstance(exc, TimeoutError):
+                    self.error = exc
+                    logger.warning("global rate limit %r: %s", name, exc)
                 if not acquired.done():
                     acquired.set_result(False)
 
-        asyncio.get_running_loop().create_task(hold())
-        if await acquired:
-            self._releases.append(release)
-            self._budget.add_capacity(self.chunk)
-        else:
-            await asyncio.sleep(0.2)
+        self._holders.add(asyncio.get_running_loop().create_task(hold()))
+        return release if await acquired else None
 
     def close(self) -> None:
         """Give every slot back once the last requests have left the window; stop the thread."""
@@ -159,7 +187,8 @@ class GlobalShare:
 
 
 async def ensure_global_rate_limit(name: str, *, limit: int = DEFAULT_LIMIT) -> None:
-    """Create (or update) the global concurrency limit shared by every process using one key.
+    """Create (or update) the global concurrency limit shared by every process using one key,
+    and its companion `<name>-waiting` limit (where starved processes signal that they wait).
 
     Args:
         name: the limit's name, also set as `global_rate_limit` on the credentials block.
@@ -172,6 +201,9 @@ async def ensure_global_rate_limit(name: str, *, limit: int = DEFAULT_LIMIT) -> 
         raise ValueError(f"the limit must be at least {CHUNK} (slots are taken {CHUNK} at a time)")
     async with get_client() as client:
         await client.upsert_global_concurrency_limit_by_name(name, limit=limit)
+        await client.upsert_global_concurrency_limit_by_name(
+            waiting_limit_name(name), limit=WAITING_LIMIT_SLOTS
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,9 +68,14 @@ class RequestBudget:
         self._capacity: int | None = None
         self._share: GlobalShare | None = None
         self._spare_since: float | None = None
+        self._shed_to: int | None = None  # capacity being given back: no new slots above it
 
     def _effective_limit(self) -> int:
-        return self.limit if self._capacity is None else min(self.limit, self._capacity)
+        if self._capacity is None:
+            return self.limit
+        if self._shed_to is not None:
+            return min(self.limit, self._shed_to)
+        return min(self.limit, self._capacity)
 
     def _purge(self, now: float) -> None:
         while self._finished and self._finished[0] + self._hold <= now:
@@ -151,7 +156,9 @@ class RequestBudget:
         """True when requests wait only because this process holds too few global slots."""
         with self._lock:
             now = time.monotonic()
-            if self._capacity is None or not self._queue or now < self._paused_until:
+            if self._capacity is None or self._shed_to is not None:
+                return False
+            if not self._queue or now < self._paused_until:
                 return False
             self._purge(now)
             used = self._in_flight + len(self._finished)
@@ -161,6 +168,12 @@ class RequestBudget:
         """Slots newly held from the global limit."""
         with self._lock:
             self._capacity = (self._capacity or 0) + slots
+
+    def shed(self, slots: int) -> None:
+        """Start giving back `slots` of capacity: no new request may use them from now on."""
+        with self._lock:
+            if self._capacity is not None and self._shed_to is None and self._capacity > slots:
+                self._shed_to = self._capacity - slots
 
     def try_remove_capacity(self, slots: int | None) -> bool:
         """Give up `slots` of capacity if no request waits and the requests still counted in
@@ -176,7 +189,12 @@ class RequestBudget:
             if slots is None:
                 if used or self._queue:
                     return False
-                self._capacity = 0
+                self._capacity, self._shed_to = 0, None
+                return True
+            if self._shed_to is not None:  # shedding: only the window has to drain
+                if used > self._shed_to:
+                    return False
+                self._capacity, self._shed_to = self._shed_to, None
                 return True
             if self._queue or slots <= 0 or used > self._capacity - slots:
                 self._spare_since = None

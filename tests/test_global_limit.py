@@ -166,6 +166,10 @@ def test_three_processes_share_one_budget(prefect_server, tmp_path):
     import json
 
     Path("/tmp/gcl_arrivals.json").write_text(json.dumps(arrivals))
+    per_second = [0] * (int(working[-1] - working[0]) + 1)
+    for t in working:
+        per_second[int(t - working[0])] += 1
+    print("requests per second while POSTs remained:", per_second)
     assert stats.max_requests_in_window(2.0) <= 20
     assert stats.responses_by_status.get(429, 0) == 0
     assert sum(stats.enrich_posts_processed_by_lead.values()) == len(lead_ids)
