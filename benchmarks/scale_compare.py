@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--enrichment-seconds", type=float, nargs=2, default=(5.0, 30.0))
     args = parser.parse_args()
 
-    tag = f"scale-{'-'.join(map(str, args.sizes))}-{args.rate_limit}"
+    tag = f"scale-{'-'.join(args.modes)}-{'-'.join(map(str, args.sizes))}-{args.rate_limit}"
     out = BENCH_DIR / "results" / tag
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []

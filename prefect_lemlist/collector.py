@@ -29,8 +29,9 @@ logger = logging.getLogger("prefect_lemlist.collector")
 
 _MISS_FACTOR = 1.05
 _HIT_FACTOR = 0.995
+_GENERATION_SPAN = 1.5  # how far one cohort of first polls may move the estimate
 _MIN_FIRST_POLL = 1.0
-_MAX_FIRST_POLL = 300.0
+_MAX_FIRST_POLL = 120.0
 
 
 @dataclass
@@ -41,6 +42,7 @@ class _Pending:
     polls: int = 0
     next_gap: float = 0.0
     polling: bool = False
+    first_delay: float | None = None  # the expected duration its first poll was scheduled with
 
 
 @dataclass
@@ -136,7 +138,8 @@ class ResultCollector:
         elif self.webhook_grace_seconds is not None:
             due = start + self.webhook_grace_seconds
         else:
-            due = start + self.stats.first_poll_delay
+            item.first_delay = self.stats.first_poll_delay
+            due = start + item.first_delay
         self._schedule(enrichment_id, min(due, item.deadline))
 
     def deliver(self, enrichment: Enrichment) -> bool:
@@ -229,16 +232,23 @@ class ResultCollector:
         gap = min(item.next_gap, self.max_poll_interval_seconds)
         self._schedule(item.enrichment_id, min(now + gap, item.deadline))
 
-    def _learn_first_poll(self, finished: bool) -> None:
-        if self.webhook_grace_seconds is not None:
+    def _learn_first_poll(self, item: _Pending, finished: bool) -> None:
+        """Adapt the expected duration from one first poll.
+
+        Each observation moves the estimate by a small factor, but never beyond 1.5 times (or
+        below two thirds of) the delay *that poll* was scheduled with: at a high request rate,
+        hundreds of first polls scheduled with the same old estimate land together, and
+        compounding all their misses would send the estimate far past the durations observed.
+        """
+        if self.webhook_grace_seconds is not None or item.first_delay is None:
             return
+        current = self.stats.first_poll_delay
         if finished:
             self.stats.first_poll_hits += 1
-            factor = _HIT_FACTOR
+            delay = max(current * _HIT_FACTOR, min(current, item.first_delay / _GENERATION_SPAN))
         else:
             self.stats.first_poll_misses += 1
-            factor = _MISS_FACTOR
-        delay = self.stats.first_poll_delay * factor
+            delay = min(current * _MISS_FACTOR, max(current, item.first_delay * _GENERATION_SPAN))
         self.stats.first_poll_delay = min(max(delay, _MIN_FIRST_POLL), _MAX_FIRST_POLL)
 
     async def _poll(self, item: _Pending) -> None:
@@ -264,7 +274,7 @@ class ResultCollector:
             if item.enrichment_id not in self._pending:
                 return
             if first:
-                self._learn_first_poll(not enrichment.in_progress)
+                self._learn_first_poll(item, not enrichment.in_progress)
             if enrichment.in_progress:
                 self._reschedule(item, time.monotonic(), "still in progress")
             else:
