@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     sandbox = Sandbox(config)
     if args.admin:
-        add_admin_routes(sandbox._app)  # the CLI owns this sandbox and its app
+        add_admin_routes(sandbox.app)
     try:
         sandbox.start()
     except (OSError, RuntimeError) as exc:

@@ -97,6 +97,11 @@ class Sandbox:
         return list(self._state.campaign.foreign_lead_ids)
 
     @property
+    def app(self):
+        """The ASGI app (to add routes, e.g. the CLI's admin route, before `start`)."""
+        return self._app
+
+    @property
     def state(self) -> SandboxState:
         """The underlying state (advanced use and tests)."""
         return self._state
