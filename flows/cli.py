@@ -43,7 +43,22 @@ def options_from_args(args: argparse.Namespace) -> EnrichmentOptions:
     return EnrichmentOptions(**fields)
 
 
-def _finish(summary: PipelineSummary) -> None:
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """Parse the command line and the options; exits with a one-line error on bad input."""
+    add_option_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return args, options_from_args(args)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def _run(flow_call) -> None:
+    """Run a flow (called with `return_state=True`); print its summary, or its error and exit 1."""
+    state = asyncio.run(flow_call)
+    if not state.is_completed():
+        sys.exit(f"error: the flow run ended {state.name}: {state.message}")
+    summary: PipelineSummary = asyncio.run(state.aresult())
     print(render_summary(summary))
 
 
@@ -54,17 +69,14 @@ def main_campaign(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.enrich_campaign")
     parser.add_argument("campaign_id")
     parser.add_argument("--state", default="all")
-    add_option_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        options = options_from_args(args)
-    except ValueError as exc:
-        sys.exit(f"error: {exc}")
-    _finish(
-        asyncio.run(
-            enrich_campaign(
-                args.campaign_id, args.credentials_block, state=args.state, options=options
-            )
+    args, options = _parse(parser, argv)
+    _run(
+        enrich_campaign(
+            args.campaign_id,
+            args.credentials_block,
+            state=args.state,
+            options=options,
+            return_state=True,
         )
     )
 
@@ -76,19 +88,13 @@ def main_leads(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.enrich_leads")
     parser.add_argument("lead_ids", nargs="*")
     parser.add_argument("--csv", dest="csv_path")
-    add_option_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        options = options_from_args(args)
-    except ValueError as exc:
-        sys.exit(f"error: {exc}")
-    _finish(
-        asyncio.run(
-            enrich_leads(
-                lead_ids=args.lead_ids or None,
-                csv_path=args.csv_path,
-                credentials_block=args.credentials_block,
-                options=options,
-            )
+    args, options = _parse(parser, argv)
+    _run(
+        enrich_leads(
+            lead_ids=args.lead_ids or None,
+            csv_path=args.csv_path,
+            credentials_block=args.credentials_block,
+            options=options,
+            return_state=True,
         )
     )
