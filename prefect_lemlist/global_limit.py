@@ -50,6 +50,7 @@ LEASE_SECONDS = 60.0
 _ACQUIRE_TIMEOUT_SECONDS = 1.0
 _TICK_SECONDS = 0.05
 _FAIRNESS_CHECK_SECONDS = 1.5
+_MAX_CHUNKS_AT_ONCE = 2
 WAITING_LIMIT_SLOTS = 1000
 
 
@@ -107,12 +108,18 @@ class GlobalShare:
         next_fairness_check = 0.0
         while not self._stopping:
             try:
-                if self._budget.wants_capacity():
-                    if await self._free_slots(self.name) >= self.chunk:
-                        release = await self._lease(self.name, self.chunk)
-                        if release is not None:
-                            self._releases.append(release)
-                            self._budget.add_capacity(self.chunk)
+                wanted = self._budget.capacity_wanted()
+                if wanted:
+                    free_chunks = await self._free_slots(self.name) // self.chunk
+                    chunks = min(-(-wanted // self.chunk), free_chunks, _MAX_CHUNKS_AT_ONCE)
+                    if chunks:
+                        leases = await asyncio.gather(
+                            *(self._lease(self.name, self.chunk) for _ in range(chunks))
+                        )
+                        for release in leases:
+                            if release is not None:
+                                self._releases.append(release)
+                                self._budget.add_capacity(self.chunk)
                     elif waiting is None:
                         waiting = await self._lease(self.waiting_name, 1)
                 elif waiting is not None:

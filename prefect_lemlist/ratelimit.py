@@ -152,17 +152,19 @@ class RequestBudget:
             self._capacity = 0
         self._share = GlobalShare(limit_name, self)
 
-    def wants_capacity(self) -> bool:
-        """True when requests wait only because this process holds too few global slots."""
+    def capacity_wanted(self) -> int:
+        """How many requests wait only because this process holds too few global slots."""
         with self._lock:
             now = time.monotonic()
             if self._capacity is None or self._shed_to is not None:
-                return False
+                return 0
             if not self._queue or now < self._paused_until:
-                return False
+                return 0
             self._purge(now)
             used = self._in_flight + len(self._finished)
-            return used >= self._capacity and self._capacity < self.limit
+            if used < self._capacity or self._capacity >= self.limit:
+                return 0
+            return min(len(self._queue), self.limit - self._capacity)
 
     def add_capacity(self, slots: int) -> None:
         """Slots newly held from the global limit."""
