@@ -45,6 +45,18 @@ class SandboxSettings:
     latency: tuple[float, float] = (0.05, 0.25)
     enrichment_seconds: tuple[float, float] = (5.0, 30.0)
 
+    @classmethod
+    def from_args(cls, args: Any, campaign_leads: int) -> SandboxSettings:
+        """The settings given on a benchmark's command line (seed, rate, latency, durations)."""
+        return cls(
+            campaign_leads=campaign_leads,
+            seed=args.seed,
+            rate_limit=args.rate_limit,
+            rate_window=args.rate_window,
+            latency=tuple(args.latency),
+            enrichment_seconds=tuple(args.enrichment_seconds),
+        )
+
     def command(self) -> list[str]:
         return [
             sys.executable,

@@ -41,14 +41,7 @@ def main() -> None:
     for mode in args.modes:
         for size in args.sizes:
             campaign_leads, selected = campaign_size_for(size, args.seed)
-            settings = SandboxSettings(
-                campaign_leads=campaign_leads,
-                seed=args.seed,
-                rate_limit=args.rate_limit,
-                rate_window=args.rate_window,
-                latency=tuple(args.latency),
-                enrichment_seconds=tuple(args.enrichment_seconds),
-            )
+            settings = SandboxSettings.from_args(args, campaign_leads)
             name = f"ours-{mode}"
             print(
                 f"[{time.strftime('%H:%M:%S')}] {name}, {selected} leads "

@@ -78,14 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     campaign_leads, selected = campaign_size_for(args.leads, args.seed)
-    settings = SandboxSettings(
-        campaign_leads=campaign_leads,
-        seed=args.seed,
-        rate_limit=args.rate_limit,
-        rate_window=args.rate_window,
-        latency=tuple(args.latency),
-        enrichment_seconds=tuple(args.enrichment_seconds),
-    )
+    settings = SandboxSettings.from_args(args, campaign_leads)
     out = args.out or BENCH_DIR / "results" / f"throughput-{args.leads}"
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f"{out.name}-work"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from prefect_lemlist.ledger import EnrichmentLedger
+from prefect_lemlist.ledger import EnrichmentLedger, LedgerEntry
 from prefect_lemlist.pipeline import (
     EnrichmentOptions,
     PipelineSummary,
@@ -48,12 +48,15 @@ async def enrich_campaign(
     validate_id(campaign_id, "campaign id")
     credentials = await resolve_credentials(credentials_block)
     leads = await export_campaign_leads(campaign_id, credentials, state=state)
-    started_before: set[str] = set()
+    entries: dict[str, LedgerEntry] = {}
     if not options.force:
         ledger = EnrichmentLedger(credentials.fingerprint(), options.flags)
-        started_before = await ledger.started_lead_ids(
+        entries = await ledger.read_many(
             [lead.lead_id for lead in leads if _valid_id(lead.lead_id)]
         )
+    started_before = {
+        lead_id for lead_id, entry in entries.items() if entry.state in ("started", "starting")
+    }
     selection = select_campaign_leads(
         leads, options.flags, force=options.force, already_started=started_before
     )
@@ -63,6 +66,7 @@ async def enrich_campaign(
         options,
         source=f"campaign {campaign_id} (state={state}, {len(leads)} leads)",
         requests_before=1,
+        ledger_entries=entries,
     )
 
 

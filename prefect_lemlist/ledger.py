@@ -150,14 +150,14 @@ class EnrichmentLedger:
         entry = record.result
         return entry if isinstance(entry, LedgerEntry) else LedgerEntry(state="starting")
 
-    async def started_lead_ids(self, lead_ids: list[str]) -> set[str]:
-        """The leads among `lead_ids` whose enrichment an earlier run sent (started or starting)."""
-        found = set()
+    async def read_many(self, lead_ids: list[str]) -> dict[str, LedgerEntry]:
+        """The stored entries of `lead_ids` (leads without one are left out)."""
+        entries = {}
         for lead_id in lead_ids:
             entry = await self.read(lead_id)
-            if entry is not None and entry.state in ("started", "starting"):
-                found.add(lead_id)
-        return found
+            if entry is not None:
+                entries[lead_id] = entry
+        return entries
 
     async def write(self, lead_id: str, entry: LedgerEntry) -> None:
         """Store `entry` for `lead_id` (overwriting any earlier one).

@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -35,7 +35,7 @@ from prefect_lemlist.credentials import LemlistCredentials
 from prefect_lemlist.enrichment import start_enrichment
 from prefect_lemlist.exceptions import LemlistError
 from prefect_lemlist.export import LeadOutcome, count_by_status, write_exports
-from prefect_lemlist.ledger import EnrichmentLedger
+from prefect_lemlist.ledger import EnrichmentLedger, LedgerEntry
 from prefect_lemlist.models import EnrichLeadResult, EnrichmentFlags
 from prefect_lemlist.selection import LeadSelection, RejectedInput
 from prefect_lemlist.webhook_server import WebhookReceiver
@@ -304,6 +304,7 @@ async def run_pipeline(
     *,
     source: str,
     requests_before: int = 0,
+    ledger_entries: Mapping[str, LedgerEntry] | None = None,
 ) -> PipelineSummary:
     """Enrich the selected leads, collect every result, export them and report.
 
@@ -313,6 +314,8 @@ async def run_pipeline(
         options: the run's options.
         source: a label for the report ("campaign cam_…", "CSV leads.csv", …).
         requests_before: requests already spent on selection by the caller (for the report).
+        ledger_entries: the ledger entries of the selected leads when the caller has already
+            read them (they are read here otherwise).
 
     Returns:
         The run's summary (also published as a markdown artifact).
@@ -340,11 +343,13 @@ async def run_pipeline(
             "skipped input at line %d (%r): %s", rejected.line, rejected.value, rejected.reason
         )
 
-    ledger = EnrichmentLedger(credentials.fingerprint(), flags)
     recalled: dict[str, str] = {}
     if not options.force:
+        if ledger_entries is None:
+            ledger = EnrichmentLedger(credentials.fingerprint(), flags)
+            ledger_entries = await ledger.read_many(lead_ids)
         for lead_id in lead_ids:
-            entry = await ledger.read(lead_id)
+            entry = ledger_entries.get(lead_id)
             if entry is not None and entry.state == "started" and entry.result is not None:
                 if entry.result.enrichment_id:
                     recalled[lead_id] = entry.result.enrichment_id

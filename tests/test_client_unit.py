@@ -156,26 +156,9 @@ async def test_bad_lead_ids_raise_value_error_and_send_nothing(router, lead_id):
     assert router.calls.call_count == 0
 
 
-@pytest.mark.parametrize("bad_id", ["a\\b", "a\nb", "a/b", ".."])
+@pytest.mark.parametrize("bad_id", ["a\\b", "a\nb", "a/b", "..", "."])
 async def test_bad_ids_on_every_endpoint_send_nothing(router, bad_id):
     router.route().respond(200, json={"id": "enr_1"})
-    client, _ = make_client(router)
-    async with client:
-        with pytest.raises(ValueError):
-            await client.enrich_lead(bad_id, find_email=True)
-        with pytest.raises(ValueError):
-            await client.get_enrichment(bad_id)
-        with pytest.raises(ValueError):
-            await client.export_campaign_leads(bad_id)
-    assert router.calls.call_count == 0
-
-
-async def test_dot_id_is_refused_before_sending(router):
-    # KNOWN BUG: validate_id accepts ".". quote(".") leaves it as is and httpx removes the dot
-    # segment, so POST /leads/./enrich is sent as POST /leads/enrich (another endpoint), and
-    # GET /enrich/. as GET /enrich/. It must be refused like "..".
-    router.route().respond(200, json={"id": "enr_1"})
-    bad_id = "."
     client, _ = make_client(router)
     async with client:
         with pytest.raises(ValueError):
