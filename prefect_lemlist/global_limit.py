@@ -4,14 +4,23 @@ limit (GCL).
 The in-process `RequestBudget` cannot see other processes using the same key (parallel flow runs,
 a worker with concurrency > 1). With a GCL name on the credentials block, the budget's capacity is
 no longer a fixed 20: it is the number of slots this process holds of a GCL whose limit is 20
-(lemlist's requests per window). Slots are taken in chunks (5) as leases, when requests are waiting
-for capacity, and given back when they are no longer used: a chunk is released only when the
-requests still counted in the 2 s window fit in the capacity left, so the slots another process
-then takes are clean. Since every process keeps its own requests within the slots it holds, with
-the same send-to-response-plus-window accounting, lemlist never sees more than 20 in any window in
-total, and one busy process can use the whole budget while the others are idle. A process that
-wants slots when none are free holds one slot of a companion limit, `<name>-waiting`; every
-process holding more than one chunk then gives one back, so none waits for another's whole run.
+(lemlist's requests per window). Slots are taken in chunks (5) as leases, as many as the waiting
+requests need and are free, and given back when they are no longer used: a chunk is released only
+when the requests still counted in the 2 s window fit in the capacity left, so the slots another
+process then takes are clean. Since every process keeps its own requests within the slots it
+holds, with the same send-to-response-plus-window accounting, lemlist never sees more than 20 in
+any window in total, and one busy process can use the whole budget while the others are idle.
+
+Fairness without churn. A process that wants slots while it holds none (starved) holds one slot of
+a companion limit, `<name>-waiting`. Then every process holding more than one chunk starts giving
+one back (it stops using it and releases it once its requests have left the window), and the
+others keep theirs as soon as the starved process has been served; while a process is starved,
+processes that already hold slots take no free ones. A process that holds at least one chunk does
+not count as starved, so a busy set of processes settles (e.g. 10/5/5 slots for three) instead of
+passing chunks around: every hand-over leaves slots idle for a moment. Spare chunks go back after
+half a window without use, the last one after two windows without any request (giving it back
+makes the next request wait for slots from another process). With more processes than chunks (4),
+the extra ones wait until another one's demand drops.
 
 A process that dies keeps its slots until their lease expires (60 s); a clean exit gives them back
 after the last window has passed.
@@ -35,6 +44,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import SettingsContext
@@ -47,10 +57,14 @@ logger = logging.getLogger("prefect_lemlist.global_limit")
 DEFAULT_LIMIT = 20
 CHUNK = 5
 LEASE_SECONDS = 60.0
-_ACQUIRE_TIMEOUT_SECONDS = 1.0
 _TICK_SECONDS = 0.05
-_FAIRNESS_CHECK_SECONDS = 1.5
-_MAX_CHUNKS_AT_ONCE = 2
+# One attempt to take slots (no retry on 423) may still hang on a slow API: bound it.
+_ACQUIRE_TIMEOUT_SECONDS = 10.0
+# After a failed attempt to take more slots, a process that holds some waits this long before
+# reading the limit again (one that holds none tries at every tick).
+_GROW_BACKOFF_SECONDS = 0.2
+_FAIRNESS_CHECK_SECONDS = 1.0
+_SHEDDING_CHECK_SECONDS = 0.2
 WAITING_LIMIT_SLOTS = 1000
 
 
@@ -105,36 +119,47 @@ class GlobalShare:
     async def _keep(self) -> None:
         self._loop = asyncio.get_running_loop()
         waiting: asyncio.Event | None = None  # our lease on the "waiting" limit, while starved
-        next_fairness_check = 0.0
+        next_grow = next_fairness_check = 0.0
         while not self._stopping:
             try:
+                now = time.monotonic()
                 wanted = self._budget.capacity_wanted()
-                if wanted:
-                    free_chunks = await self._free_slots(self.name) // self.chunk
-                    chunks = min(-(-wanted // self.chunk), free_chunks, _MAX_CHUNKS_AT_ONCE)
-                    if chunks:
-                        leases = await asyncio.gather(
-                            *(self._lease(self.name, self.chunk) for _ in range(chunks))
-                        )
-                        for release in leases:
-                            if release is not None:
-                                self._releases.append(release)
-                                self._budget.add_capacity(self.chunk)
-                    elif waiting is None:
-                        waiting = await self._lease(self.waiting_name, 1)
-                elif waiting is not None:
+                if wanted and now >= next_grow:
+                    if not await self._grow(wanted) and self._releases:
+                        next_grow = now + _GROW_BACKOFF_SECONDS
+                starved = bool(wanted) and not self._releases
+                if starved and waiting is None:
+                    waiting = await self._lease(self.waiting_name, 1)
+                    if waiting is not None:
+                        logger.debug("t=%.3f %s: starved, waiting", time.monotonic(), self.name)
+                elif not starved and waiting is not None:
                     waiting.set()
                     waiting = None
-                now = time.monotonic()
                 if len(self._releases) > 1 and now >= next_fairness_check:
-                    # Another process is starved: give back one chunk (once our requests in
-                    # the window fit in what is left), so that nobody waits for a whole run.
-                    next_fairness_check = now + _FAIRNESS_CHECK_SECONDS
-                    others = await self._waiting_processes() - (waiting is not None)
-                    if others > 0:
-                        self._budget.shed(self.chunk)
-                if self._releases and self._budget.try_remove_capacity(self.chunk):
+                    # Another process holds no slot at all: give back one chunk (once our
+                    # requests in the window fit in what is left), so nobody waits for a run.
+                    # Several holders may start shedding for the same process: the others
+                    # keep their chunk once it has been served.
+                    starved_elsewhere = await self._waiting_processes() - (waiting is not None)
+                    if starved_elsewhere <= 0 and self._budget.shedding:
+                        self._budget.keep()
+                        logger.debug("t=%.3f %s: keeping the chunk", time.monotonic(), self.name)
+                    elif starved_elsewhere > 0 and self._budget.shed(self.chunk):
+                        logger.debug("t=%.3f %s: shedding a chunk", time.monotonic(), self.name)
+                    next_fairness_check = now + (
+                        _SHEDDING_CHECK_SECONDS
+                        if self._budget.shedding
+                        else _FAIRNESS_CHECK_SECONDS
+                    )
+                while self._releases and self._budget.try_remove_capacity(self.chunk):
                     self._releases.pop().set()
+                    logger.debug(
+                        "t=%.3f %s: gave back %d slots, holding %d",
+                        time.monotonic(),
+                        self.name,
+                        self.chunk,
+                        self.chunk * len(self._releases),
+                    )
             except Exception as exc:  # API down, limit deleted: report, keep trying
                 self.error = exc
                 logger.warning("global rate limit %r: %s", self.name, exc)
@@ -143,6 +168,31 @@ class GlobalShare:
         for event in [*self._releases, *([waiting] if waiting else [])]:
             event.set()
         await asyncio.sleep(0.5)  # let the holders hand their leases back
+
+    async def _grow(self, wanted: int) -> int:
+        """Take as many free chunks as `wanted` requests need; returns how many were taken."""
+        held = len(self._releases)
+        room = self._budget.limit // self.chunk - held
+        if held and await self._waiting_processes() > 0:
+            return 0  # free slots go to the processes that hold none
+        free_chunks = await self._free_slots(self.name) // self.chunk
+        chunks = min(-(-wanted // self.chunk), free_chunks, room)
+        if chunks <= 0:
+            return 0
+        leases = await asyncio.gather(*(self._lease(self.name, self.chunk) for _ in range(chunks)))
+        taken = [release for release in leases if release is not None]
+        self._releases.extend(taken)
+        if not taken:
+            return 0
+        self._budget.add_capacity(self.chunk * len(taken))
+        logger.debug(
+            "t=%.3f %s: took %d slots, holding %d",
+            time.monotonic(),
+            self.name,
+            self.chunk * len(taken),
+            self.chunk * len(self._releases),
+        )
+        return len(taken)
 
     async def _free_slots(self, name: str) -> int:
         """Slots of a limit nobody holds (a cheap read, to avoid waiting in vain)."""
@@ -157,7 +207,7 @@ class GlobalShare:
 
     async def _lease(self, name: str, slots: int) -> asyncio.Event | None:
         """Take `slots` of limit `name` as a lease held until the returned event is set;
-        None when they could not be had within a second."""
+        None when they are not free now (one attempt: the caller decides when to try again)."""
         acquired: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         release = asyncio.Event()
 
@@ -166,14 +216,15 @@ class GlobalShare:
                 async with concurrency(
                     name,
                     occupy=slots,
+                    max_retries=0,
                     timeout_seconds=_ACQUIRE_TIMEOUT_SECONDS,
                     lease_duration=LEASE_SECONDS,
                     strict=True,
                 ):
                     acquired.set_result(True)
                     await release.wait()
-            except Exception as exc:  # timeout, missing limit, API down
-                if not isinstance(exc, TimeoutError):
+            except Exception as exc:  # taken by another process, missing limit, API down
+                if not _is_locked(exc):
                     self.error = exc
                     logger.warning("global rate limit %r: %s", name, exc)
                 if not acquired.done():
@@ -191,6 +242,13 @@ class GlobalShare:
             time.sleep(0.05)
         self._stopping = True
         self._thread.join(5.0)
+
+
+def _is_locked(exc: BaseException) -> bool:
+    """Whether an acquisition failed only because the slots are held (HTTP 423 Locked; Prefect
+    wraps the HTTP error in a `ConcurrencySlotAcquisitionError`)."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423
 
 
 async def ensure_global_rate_limit(name: str, *, limit: int = DEFAULT_LIMIT) -> None:

@@ -171,16 +171,29 @@ class RequestBudget:
         with self._lock:
             self._capacity = (self._capacity or 0) + slots
 
-    def shed(self, slots: int) -> None:
-        """Start giving back `slots` of capacity: no new request may use them from now on."""
+    def shed(self, slots: int) -> bool:
+        """Start giving back `slots` of capacity: no new request may use them from now on.
+        Returns whether it started (False: already shedding, or too little capacity)."""
         with self._lock:
             if self._capacity is not None and self._shed_to is None and self._capacity > slots:
                 self._shed_to = self._capacity - slots
+                return True
+            return False
+
+    def keep(self) -> None:
+        """Stop giving back the capacity being shed (the process that wanted it was served)."""
+        with self._lock:
+            self._shed_to = None
+
+    @property
+    def shedding(self) -> bool:
+        """Whether capacity is being given back (its requests are draining from the window)."""
+        return self._shed_to is not None
 
     def try_remove_capacity(self, slots: int | None) -> bool:
         """Give up `slots` of capacity if no request waits and the requests still counted in
-        the window fit in what remains, and that has been so for a whole window (so that a short
-        lull does not give away slots that are needed again at once). `None`: give up all of it
+        the window fit in what remains, and that has been so for a while (so that a short lull
+        does not give away slots that are needed again at once). `None`: give up all of it
         now, if nothing is counted in the window any more. Returns whether it did."""
         with self._lock:
             if self._capacity is None:
@@ -203,9 +216,12 @@ class RequestBudget:
                 return False
             if self._spare_since is None:
                 self._spare_since = now
-            if now - self._spare_since < self.window_seconds:
+            # Spare for long enough: half a window for a chunk above the last one (every chunk
+            # still spare then goes back at once); two windows for the last one, since giving it
+            # back makes this process's next request wait for slots from another process.
+            spare_for = self.window_seconds * (2.0 if self._capacity <= slots else 0.5)
+            if now - self._spare_since < spare_for:
                 return False
-            self._spare_since = None
             self._capacity -= slots
             return True
 

@@ -189,3 +189,103 @@ async def test_tightened_budget_enforces_the_new_limit():
     )
     assert len(arrivals) == 6
     assert max_in_window(arrivals, 0.3) <= 2
+
+
+# --- capacity held from a global limit (the protocol `GlobalShare` drives) ---------------------
+
+
+async def test_requests_wait_for_capacity_and_report_what_they_want():
+    budget = RequestBudget(limit=20, window_seconds=0.2, margin_seconds=0.0)
+    budget.add_capacity(0)  # shared, holding nothing yet
+    waiters = [asyncio.create_task(budget.acquire()) for _ in range(7)]
+    await asyncio.sleep(0.05)
+    assert budget.requests_granted == 0
+    assert budget.capacity_wanted() == 7
+    budget.add_capacity(5)
+    await asyncio.sleep(0.05)
+    assert budget.requests_granted == 5
+    assert budget.capacity_wanted() == 2  # the two still queued
+    budget.add_capacity(5)
+    await asyncio.wait_for(asyncio.gather(*waiters), HANG_GUARD_SECONDS)
+    for _ in waiters:
+        budget.release()
+    assert budget.capacity_wanted() == 0
+
+
+async def test_shed_capacity_is_not_used_and_goes_back_once_the_window_drains():
+    window = 0.2
+    budget = RequestBudget(limit=20, window_seconds=window, margin_seconds=0.0)
+    budget.add_capacity(10)
+    for _ in range(8):
+        async with budget.slot():
+            pass
+    assert budget.shed(5)
+    assert not budget.shed(5)  # already shedding
+    assert budget.shedding
+    # 8 requests are still counted: the 5 slots cannot go back yet, and a new request must wait
+    # until fewer than 5 (the capacity being kept) are counted, although 10 are still held.
+    assert not budget.try_remove_capacity(5)
+    late = asyncio.create_task(budget.acquire())
+    await asyncio.sleep(window / 4)
+    assert not late.done()
+    await asyncio.wait_for(late, HANG_GUARD_SECONDS)
+    budget.release()
+    assert budget.try_remove_capacity(5)  # drained to 1 <= 5: given back
+    assert not budget.shedding
+
+
+def test_keep_cancels_a_shed():
+    budget = RequestBudget(limit=20, window_seconds=0.2)
+    budget.add_capacity(10)
+    assert budget.shed(5)
+    budget.keep()
+    assert not budget.shedding
+    assert not budget.shed(10)  # never below one chunk's worth of capacity: 10 > 10 fails
+
+
+async def test_spare_chunks_go_back_after_half_a_window_and_the_last_after_two():
+    window = 0.2
+    budget = RequestBudget(limit=20, window_seconds=window, margin_seconds=0.0)
+    budget.add_capacity(10)
+    assert not budget.try_remove_capacity(5)  # spare from now on, but not yet for long
+    await asyncio.sleep(window / 2 + 0.02)
+    assert budget.try_remove_capacity(5)
+    assert not budget.try_remove_capacity(5)  # the last chunk: two windows
+    await asyncio.sleep(window)
+    assert not budget.try_remove_capacity(5)
+    await asyncio.sleep(window + 0.05)
+    assert budget.try_remove_capacity(5)
+
+
+async def test_a_request_in_the_window_resets_the_spare_clock():
+    window = 0.2
+    budget = RequestBudget(limit=20, window_seconds=window, margin_seconds=0.0)
+    budget.add_capacity(5)
+    assert not budget.try_remove_capacity(5)
+    await asyncio.sleep(window * 1.5)
+    async with budget.slot():
+        assert not budget.try_remove_capacity(5)  # in use: the clock starts again
+    await asyncio.sleep(window * 1.5)
+    assert not budget.try_remove_capacity(5)  # spare again only since the window drained
+
+
+def test_locked_acquisitions_are_told_apart_from_errors():
+    import httpx
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+
+    from prefect_lemlist.global_limit import _is_locked
+
+    def wrapped(status: int) -> Exception:
+        response = httpx.Response(status, request=httpx.Request("POST", "http://prefect/api"))
+        try:
+            try:
+                response.raise_for_status()
+            except httpx.HTTPStatusError as exc:
+                raise ConcurrencySlotAcquisitionError("cannot acquire") from exc
+        except ConcurrencySlotAcquisitionError as outer:
+            return outer
+        raise AssertionError("no error raised")
+
+    assert _is_locked(wrapped(423))
+    assert not _is_locked(wrapped(404))
+    assert not _is_locked(RuntimeError("API down"))
