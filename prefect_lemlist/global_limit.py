@@ -55,6 +55,7 @@ import httpx
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import SettingsContext
+from prefect.exceptions import ObjectNotFound
 
 if TYPE_CHECKING:
     from prefect_lemlist.ratelimit import RequestBudget
@@ -101,6 +102,7 @@ class GlobalShare:
         self._holders: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._without_waiting_limit = False
         self.error: BaseException | None = None
         # The thread gets the caller's Prefect settings (API URL) and nothing else: copying the
         # whole context would tie the leases to the current task run, and Prefect releases a task
@@ -127,6 +129,10 @@ class GlobalShare:
         self._loop = asyncio.get_running_loop()
         waiting: asyncio.Event | None = None  # our lease on the "waiting" limit, while starved
         next_grow = next_fairness_check = 0.0
+        try:
+            await self._waiting_processes()  # warns once if the companion limit is missing
+        except Exception as exc:  # API down: the loop below reports and retries
+            self.error = exc
         while not self._stopping:
             try:
                 now = time.monotonic()
@@ -135,7 +141,7 @@ class GlobalShare:
                     if not await self._grow(wanted) and self._releases:
                         next_grow = now + _GROW_BACKOFF_SECONDS
                 starved = bool(wanted) and not self._releases
-                if starved and waiting is None:
+                if starved and waiting is None and not self._without_waiting_limit:
                     waiting = await self._lease(self.waiting_name, 1)
                     if waiting is not None:
                         logger.debug("t=%.3f %s: starved, waiting", time.monotonic(), self.name)
@@ -208,8 +214,24 @@ class GlobalShare:
         return limit.limit - limit.active_slots
 
     async def _waiting_processes(self) -> int:
-        async with get_client() as client:
-            limit = await client.read_global_concurrency_limit_by_name(self.waiting_name)
+        """Processes starved of slots (0 when the companion limit does not exist: then nobody
+        can say it waits, and the fairness rules are off; one warning says so)."""
+        if self._without_waiting_limit:
+            return 0
+        try:
+            async with get_client() as client:
+                limit = await client.read_global_concurrency_limit_by_name(self.waiting_name)
+        except ObjectNotFound:
+            self._without_waiting_limit = True
+            logger.warning(
+                "global rate limit %r: the companion limit %r does not exist, so processes "
+                "without slots cannot ask others to give some back; create both with "
+                "`python -m prefect_lemlist.global_limit %s`",
+                self.name,
+                self.waiting_name,
+                self.name,
+            )
+            return 0
         return limit.active_slots
 
     async def _lease(self, name: str, slots: int) -> asyncio.Event | None:
