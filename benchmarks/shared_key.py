@@ -26,13 +26,9 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +52,6 @@ main_leads(sys.argv[2:])
 _EVENT = re.compile(r"^t=(?P<t>[\d.]+) \S+: (?P<what>took|gave back|shedding|starved)")
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _client_env(api_url: str, home: Path) -> dict[str, str]:
     env = {
         **os.environ,
@@ -73,58 +62,6 @@ def _client_env(api_url: str, home: Path) -> dict[str, str]:
     }
     env.pop("PREFECT_TEST_MODE", None)
     return env
-
-
-@contextmanager
-def prefect_server(home: Path, start_timeout: float = 120.0) -> Iterator[str]:
-    """A real `prefect server start` on loopback with its own home and database; yields its
-    API URL.
-
-    Raises:
-        RuntimeError: the server did not answer its health check in time (its log is included).
-    """
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
-    env.pop("PREFECT_API_URL", None)
-    env.pop("PREFECT_TEST_MODE", None)
-    home.mkdir(parents=True, exist_ok=True)
-    log_path = home / "server.log"
-    import httpx
-
-    with log_path.open("w") as log:
-        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-        server = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}/api"
-        deadline = time.monotonic() + start_timeout
-        try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("prefect server did not start:\n" + log_path.read_text())
-                time.sleep(0.5)
-            yield url
-        finally:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
 
 
 def _events(log_path: Path) -> dict[str, int]:
@@ -166,6 +103,7 @@ def run_shared_key(
 
     from prefect_lemlist.global_limit import ensure_global_rate_limit
     from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
+    from prefect_lemlist.testing import PrefectServer
 
     config = SandboxConfig(
         leads=max(200, processes * leads_per_process * 2),
@@ -174,10 +112,12 @@ def run_shared_key(
         latency_seconds=latency,
         credits=10_000_000,
     )
-    with prefect_server(workdir / "server-home") as api_url:
-        with temporary_settings({PREFECT_API_URL: api_url}):
+    server = PrefectServer(workdir / "server-home")
+    asyncio.run(server.start())
+    try:
+        with temporary_settings({PREFECT_API_URL: server.url}):
             asyncio.run(ensure_global_rate_limit(LIMIT_NAME))
-        env = _client_env(api_url, workdir / "client-home")
+        env = _client_env(server.url, workdir / "client-home")
         with run_sandbox(config) as sandbox:
             saved = subprocess.run(
                 [
@@ -240,6 +180,8 @@ def run_shared_key(
             posts = [e.started_at for e in sandbox.state._enrichments.values() if not e.from_app]
             outputs = [path.read_text() for path in [*logs, *debug_logs] if path.exists()]
             credentials_leaked = any(sandbox.api_key in text for text in outputs)
+    finally:
+        asyncio.run(server.stop())
 
     arrivals = sorted(stats.arrival_times.get(sandbox.api_key, []))
     last_post = max(posts) if posts else (arrivals[-1] if arrivals else 0.0)

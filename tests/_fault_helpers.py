@@ -14,13 +14,12 @@ import asyncio
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
+from prefect_lemlist import testing
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTED: list[subprocess.Popen] = []  # every process started here, for `kill_leftovers`
@@ -29,12 +28,6 @@ STARTED: list[subprocess.Popen] = []  # every process started here, for `kill_le
 def read_csv(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_flow(
@@ -111,63 +104,15 @@ def kill9(process: subprocess.Popen) -> None:
     process.wait(30)
 
 
-class PrefectServer:
-    """A real `prefect server start` on a fixed port with its own home (and SQLite database)."""
-
-    def __init__(self, home: Path, port: int) -> None:
-        self.home = home
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/api"
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    def _env(self) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false",
-            "PREFECT_SERVER_UI_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-        for name in ("PREFECT_API_URL", "PREFECT_TEST_MODE"):
-            env.pop(name, None)
-        return env
+class PrefectServer(testing.PrefectServer):
+    """`prefect_lemlist.testing.PrefectServer`, with its processes killed by `kill_leftovers`."""
 
     async def start(self, timeout: float = 120.0) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.starts += 1
-        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-        with open(self.home / f"server-{self.starts}.log", "w") as log:
-            self.process = subprocess.Popen(
-                [*command, "--port", str(self.port)],
-                env=self._env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        STARTED.append(self.process)
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while True:
-                try:
-                    if (await client.get(f"{self.url}/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.process.kill()
-                    log_text = (self.home / f"server-{self.starts}.log").read_text()
-                    raise AssertionError(f"prefect server did not start:\n{log_text[-3000:]}")
-                await asyncio.sleep(0.25)
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
         try:
-            await wait_process(self.process, 30)  # kills it after 30 s
-        except AssertionError:
-            pass
+            await super().start(timeout)
+        finally:
+            if self.process is not None:
+                STARTED.append(self.process)
 
 
 async def _run(campaign_id: str, output_dir: str, name: str) -> None:

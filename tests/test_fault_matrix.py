@@ -415,7 +415,7 @@ async def run_kill(name: str, out_dir: Path) -> Outcome:
 
 async def run_api_outage(name: str, out_dir: Path) -> Outcome:
     """Stop the Prefect server mid-enrichment, restart it on the same port and DB, re-run."""
-    server = fh.PrefectServer(out_dir / "server-home", fh.free_port())
+    server = fh.PrefectServer(out_dir / "server-home")  # a free port, kept across restarts
     await server.start()
     try:
         config = SandboxConfig(
