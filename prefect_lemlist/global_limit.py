@@ -188,7 +188,7 @@ class GlobalShare:
         room = self._budget.limit // self.chunk - held
         if held and await self._waiting_processes() > 0:
             return 0  # free slots go to the processes that hold none
-        free_chunks = await self._free_slots(self.name) // self.chunk
+        free_chunks = await self._free_slots() // self.chunk
         chunks = min(-(-wanted // self.chunk), free_chunks, room)
         if chunks <= 0:
             return 0
@@ -207,10 +207,11 @@ class GlobalShare:
         )
         return len(taken)
 
-    async def _free_slots(self, name: str) -> int:
-        """Slots of a limit nobody holds (a cheap read, to avoid waiting in vain)."""
+    async def _free_slots(self) -> int:
+        """Slots of the limit nobody holds (a read: cheaper for the server than a refused
+        acquisition, which it records)."""
         async with get_client() as client:
-            limit = await client.read_global_concurrency_limit_by_name(name)
+            limit = await client.read_global_concurrency_limit_by_name(self.name)
         return limit.limit - limit.active_slots
 
     async def _waiting_processes(self) -> int:
