@@ -2,12 +2,12 @@
 """One entry point for the two Quick start commands.
 
     python3 run.py demo   # the example enrichment flow against the local lemlist sandbox
-    python3 run.py test   # the full test suite (what CI runs)
+    python3 run.py test   # lint, layering and the full test suite (what CI runs)
 
 Needs only Python >= 3.10. On first use it creates `.venv/` next to this file and installs the
 package with its dev extras into it; later runs reuse it (reinstalling only when `pyproject.toml`
 changes). Any extra arguments are passed on: `python3 run.py test -k limiter`,
-`python3 run.py demo --leads 50`.
+`python3 run.py demo --contacts`, `python3 run.py demo --fresh`.
 """
 
 from __future__ import annotations
@@ -83,12 +83,24 @@ def main(argv: list[str]) -> int:
         # so it never touches ~/.prefect and a re-run resumes from what the last one stored.
         env.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
         env.setdefault("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")
-        env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         cmd = [str(python), "-m", "flows.demo", *extra]
-    else:
-        env["PREFECT_TEST_MODE"] = "1"
-        cmd = [str(python), "-m", "pytest", *extra]
+        return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+    env["PREFECT_TEST_MODE"] = "1"
+    bin_dir = python.parent
+    for name, check in _CHECKS:
+        print(f"{name} ...", flush=True)
+        code = subprocess.run([str(bin_dir / check[0]), *check[1:]], cwd=ROOT, env=env, check=False)
+        if code.returncode:
+            return code.returncode
+    cmd = [str(python), "-m", "pytest", *extra]
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+
+
+_CHECKS = (
+    ("ruff: style, bugs, complexity <= 10", ["ruff", "check", "--quiet", "."]),
+    ("ruff format", ["ruff", "format", "--check", "--quiet", "."]),
+    ("import-linter: layers, no cycles", ["lint-imports", "--no-cache"]),
+)
 
 
 if __name__ == "__main__":

@@ -44,8 +44,8 @@ def _usage() -> dict[str, Any]:
 
 
 async def ours(args: argparse.Namespace, collection: str) -> dict[str, Any]:
-    from flows.enrich_campaign import enrich_campaign
     from prefect_lemlist import LemlistCredentials
+    from prefect_lemlist.flows import enrich_campaign
     from prefect_lemlist.pipeline import EnrichmentOptions
 
     await LemlistCredentials(

@@ -22,7 +22,7 @@ from _bench import API_KEY, BENCH_DIR, SandboxProcess, SandboxSettings
 
 
 async def hammer(url: str, count: int, concurrency: int) -> tuple[float, float]:
-    from prefect_lemlist.client import LemlistClient
+    from prefect_lemlist.api.client import LemlistClient
 
     async with LemlistClient(API_KEY, base_url=url) as client:
         queue: asyncio.Queue[int] = asyncio.Queue()

@@ -59,8 +59,8 @@ def start_sandbox(args: argparse.Namespace) -> tuple[subprocess.Popen, str, str,
 
 
 async def run(args: argparse.Namespace) -> dict:
-    from flows.enrich_campaign import enrich_campaign
     from prefect_lemlist import LemlistCredentials
+    from prefect_lemlist.flows import enrich_campaign
     from prefect_lemlist.pipeline import EnrichmentOptions
 
     sandbox, url, key, campaign = start_sandbox(args)

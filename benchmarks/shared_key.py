@@ -40,14 +40,14 @@ BLOCK_NAME = "lemlist-shared-bench"
 # sandbox also uses) written to the file named by the first argument.
 _FLOW_PROCESS = """
 import logging, sys
-from flows.cli import main_leads
+from prefect_lemlist.cli import main
 handler = logging.FileHandler(sys.argv[1])
 handler.setFormatter(logging.Formatter("%(message)s"))
 log = logging.getLogger("prefect_lemlist.global_limit")
 log.addHandler(handler)
 log.setLevel(logging.DEBUG)
 log.propagate = False
-main_leads(sys.argv[2:])
+sys.exit(main(["enrich-leads", *sys.argv[2:]]))
 """
 _EVENT = re.compile(r"^t=(?P<t>[\d.]+) \S+: (?P<what>took|gave back|shedding|starved)")
 
@@ -101,7 +101,7 @@ def run_shared_key(
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from prefect_lemlist.global_limit import ensure_global_rate_limit
+    from prefect_lemlist.ratelimit.prefect_leases import ensure_global_rate_limit
     from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
     from prefect_lemlist.testing import PrefectServer
 

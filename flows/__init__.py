@@ -1,0 +1,1 @@
+"""Deployment entrypoints and runnable examples (a checkout's folder; not installed)."""

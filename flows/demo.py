@@ -1,72 +1,117 @@
-"""The main job: the `enrich-campaign` flow against a local lemlist sandbox.
+"""The main job: an enrichment flow against a local lemlist sandbox, on Prefect's local API.
 
-`python3 run.py demo` runs this module. It starts the sandbox (a real HTTP server on loopback
-with a seeded campaign of 200 leads), saves a `LemlistCredentials` block pointing at it on
-Prefect's local ephemeral API, runs `enrich_campaign` (find emails), prints the summary and writes
-the export files under `out/`. Options: `--leads N --seed S --collection poll|webhook
---find-phone --output-dir DIR`.
+`python3 run.py demo` runs `enrich-campaign` on a seeded campaign of 200 leads;
+`python3 run.py demo --contacts` runs `enrich-contacts` on a seeded file of 2,000 people.
+
+The sandbox's state (its key, its team, what it enriched, the credits) lives in `.demo/`, and the
+enrichment ledger in `.prefect/`, so a second run finds what the first one started or finished:
+it spends no credit and says so. `--fresh` starts over with a new sandbox.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import json
 import secrets
+import shutil
 import sys
+from pathlib import Path
+from typing import Any
 
-from flows.enrich_campaign import enrich_campaign
-from prefect_lemlist import LemlistCredentials
-from prefect_lemlist.pipeline import EnrichmentOptions, PipelineSummary, render_summary
-from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
+from prefect_lemlist import ContactOptions, EnrichmentOptions, LemlistCredentials
+from prefect_lemlist.cli import run_flow
+from prefect_lemlist.flows import enrich_campaign, enrich_contacts
+from prefect_lemlist.sandbox import SandboxConfig, generate_people, run_sandbox, write_people_file
 
-BLOCK_NAME = "lemlist-sandbox"
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = ROOT / ".demo"
 
 
-async def run_demo(args: argparse.Namespace) -> PipelineSummary:
-    """Start the sandbox, save the block, run the flow; returns its summary."""
-    # A fresh key per sandbox: its ledger records never mix with another sandbox's.
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python3 run.py demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--contacts", action="store_true", help="people who are not leads (bulk)")
+    parser.add_argument("--fresh", action="store_true", help="start over with a new sandbox")
+    parser.add_argument("--leads", type=int, default=200, help="leads of the seeded campaign")
+    parser.add_argument("--people", type=int, default=2000, help="people of the seeded file")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the sandbox's data")
+    parser.add_argument("--collection", choices=["poll", "webhook"], default="poll")
+    parser.add_argument("--find-phone", action="store_true", help="also find phone numbers")
+    parser.add_argument("--output-dir", default=str(ROOT / "out"), help="export directory")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def _demo_state(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    """The demo's persistent identity (a new one with `--fresh` or other sandbox data);
+    returns it with the number of this run."""
+    path = DEMO_DIR / "demo.json"
+    wanted = {"leads": args.leads, "seed": args.seed}
+    state = json.loads(path.read_text()) if path.exists() and not args.fresh else None
+    if state is None or {k: state.get(k) for k in wanted} != wanted:
+        shutil.rmtree(DEMO_DIR, ignore_errors=True)
+        state = {
+            **wanted,
+            "api_key": f"sandbox-{secrets.token_hex(8)}",
+            "team_id": f"tea_demo{secrets.token_hex(6)}",
+            "runs": 0,
+        }
+    state["runs"] += 1
+    DEMO_DIR.mkdir(exist_ok=True)
+    path.write_text(json.dumps(state, indent=2))
+    return state, state["runs"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; returns the exit status."""
+    args = _parser().parse_args(argv)
+    state, run_number = _demo_state(args)
     config = SandboxConfig(
         leads=args.leads,
         seed=args.seed,
-        api_keys=[f"sandbox-{secrets.token_hex(8)}"],
+        api_keys=[state["api_key"]],
+        team_id=state["team_id"],
         enrichment_seconds=(1.0, 4.0),
+        state_file=str(DEMO_DIR / "sandbox.json"),
     )
     with run_sandbox(config) as sandbox:
-        print(
-            f"lemlist sandbox on {sandbox.base_url}, campaign {sandbox.campaign_id} "
-            f"({args.leads} leads, seed {args.seed})",
-            flush=True,
-        )
-        await LemlistCredentials(api_key=sandbox.api_key, base_url=sandbox.base_url).save(
-            BLOCK_NAME, overwrite=True
-        )
+        credentials = LemlistCredentials(api_key=sandbox.api_key, base_url=sandbox.base_url)
+        again = "" if run_number == 1 else ": earlier results are reused, --fresh starts over"
+        print(f"lemlist sandbox on {sandbox.base_url} (run {run_number} on {DEMO_DIR}{again})")
+        if args.contacts:
+            return _contacts(args, credentials)
+        print(f"campaign {sandbox.campaign_id}: {args.leads} leads (seed {args.seed})", flush=True)
         options = EnrichmentOptions(
-            find_email=True,
             find_phone=args.find_phone,
             collection=args.collection,
             first_poll_seconds=3.0,
             output_dir=args.output_dir,
-            output_name=f"{sandbox.campaign_id}-{args.collection}",
         )
-        return await enrich_campaign(sandbox.campaign_id, BLOCK_NAME, options=options)
+        return run_flow(
+            lambda: enrich_campaign(
+                sandbox.campaign_id, credentials, options=options, return_state=True
+            ),
+            debug=args.debug,
+        )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run the demo, print the summary; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python3 run.py demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--leads", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--collection", choices=["poll", "webhook"], default="poll")
-    parser.add_argument("--find-phone", action="store_true")
-    parser.add_argument("--output-dir", default="out")
-    args = parser.parse_args(argv)
-    summary = asyncio.run(run_demo(args))
-    print()
-    print(render_summary(summary))
-    return 0
+def _contacts(args: argparse.Namespace, credentials: LemlistCredentials) -> int:
+    people = DEMO_DIR / f"people-{args.people}-seed{args.seed}.csv"
+    if not people.exists():
+        write_people_file(people, generate_people(args.people, seed=args.seed))
+    print(f"people file {people} ({args.people} rows, seed {args.seed})", flush=True)
+    options = ContactOptions(
+        find_phone=args.find_phone,
+        collection=args.collection,
+        first_poll_seconds=3.0,
+        output_dir=args.output_dir,
+    )
+    return run_flow(
+        lambda: enrich_contacts(
+            str(people), credentials_block=credentials, options=options, return_state=True
+        ),
+        debug=args.debug,
+    )
 
 
 if __name__ == "__main__":
-    logging.getLogger("prefect").setLevel(logging.WARNING)
     sys.exit(main())

@@ -1,30 +1,41 @@
-"""prefect-lemlist: Prefect tasks, flows building blocks and a local sandbox for lemlist enrichment.
+"""prefect-lemlist: Prefect tasks, flows and a local sandbox for lemlist's enrichment API.
 
 Everything a user needs is importable from here: the `LemlistCredentials` block, the
-`LemlistClient`, the tasks (`enrich_lead`, `get_enrichment`, `wait_for_enrichment`,
-`export_campaign_leads`, `get_credits`), the models and the exceptions.
+`LemlistClient`, the tasks, the flows' options, the models and the exceptions. The flows
+themselves are in `prefect_lemlist.flows`.
 """
 
-from prefect_lemlist.client import LemlistClient
-from prefect_lemlist.credentials import LemlistCredentials
-from prefect_lemlist.exceptions import (
+from prefect_lemlist._version import __version__
+from prefect_lemlist.api.client import LemlistClient
+from prefect_lemlist.api.exceptions import (
+    EnrichmentInterruptedError,
     EnrichmentTimeoutError,
+    InsufficientCreditsError,
     LemlistAuthError,
     LemlistError,
     LemlistNotFoundError,
+    LemlistOutOfCreditsError,
     LemlistRateLimitError,
     LemlistResponseError,
     LemlistServerError,
 )
-from prefect_lemlist.ledger import EnrichmentInterruptedError
-from prefect_lemlist.models import (
+from prefect_lemlist.api.models import (
+    BulkItemResult,
     CampaignLead,
+    Contact,
     Credits,
     EnrichLeadResult,
     Enrichment,
     EnrichmentFlags,
+    EnrichmentStart,
 )
+from prefect_lemlist.api.workflows import Workflow
+from prefect_lemlist.credentials import LemlistCredentials
+from prefect_lemlist.pipeline.options import ContactOptions, EnrichmentOptions, WebhookSettings
+from prefect_lemlist.pipeline.report import PipelineSummary
 from prefect_lemlist.tasks import (
+    bulk_enrich,
+    enrich_contact,
     enrich_lead,
     export_campaign_leads,
     get_credits,
@@ -32,25 +43,35 @@ from prefect_lemlist.tasks import (
     wait_for_enrichment,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "BulkItemResult",
     "CampaignLead",
+    "Contact",
+    "ContactOptions",
     "Credits",
     "EnrichLeadResult",
     "Enrichment",
     "EnrichmentFlags",
     "EnrichmentInterruptedError",
+    "EnrichmentOptions",
+    "EnrichmentStart",
     "EnrichmentTimeoutError",
+    "InsufficientCreditsError",
     "LemlistAuthError",
     "LemlistClient",
     "LemlistCredentials",
     "LemlistError",
     "LemlistNotFoundError",
+    "LemlistOutOfCreditsError",
     "LemlistRateLimitError",
     "LemlistResponseError",
     "LemlistServerError",
+    "PipelineSummary",
+    "WebhookSettings",
+    "Workflow",
     "__version__",
+    "bulk_enrich",
+    "enrich_contact",
     "enrich_lead",
     "export_campaign_leads",
     "get_credits",

@@ -5,15 +5,30 @@ from __future__ import annotations
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr, field_validator
 
-from prefect_lemlist.client import (
+from prefect_lemlist.api.client import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_TIMEOUT_SECONDS,
     LemlistClient,
     credentials_fingerprint,
 )
+from prefect_lemlist.api.validation import validate_http_url
 from prefect_lemlist.ratelimit import LEMLIST_RATE_LIMIT, LEMLIST_RATE_WINDOW_SECONDS
-from prefect_lemlist.validation import validate_http_url
+
+_CODE_EXAMPLE = """In an async flow or task (prefect-lemlist's tasks are async):
+```python
+from prefect_lemlist import LemlistCredentials, enrich_lead
+
+credentials = await LemlistCredentials.aload("BLOCK_NAME")
+started = await enrich_lead("lea_XXXXXXXXXXXXXXXXX", credentials, find_email=True)
+```
+
+In synchronous code:
+```python
+from prefect_lemlist import LemlistCredentials
+
+lemlist_credentials_block = LemlistCredentials.load("BLOCK_NAME")
+```"""
 
 
 class LemlistCredentials(CredentialsBlock):
@@ -23,13 +38,13 @@ class LemlistCredentials(CredentialsBlock):
     reprs, and prefect-lemlist never logs it.
 
     Examples:
-        Load a saved block and start an enrichment:
+        Load a saved block in an async flow and start an enrichment:
         ```python
         from prefect_lemlist import LemlistCredentials
 
-        lemlist_credentials_block = LemlistCredentials.load("BLOCK_NAME")
-        async with lemlist_credentials_block.get_client() as client:
-            result = await client.enrich_lead("lea_123", find_email=True)
+        credentials = await LemlistCredentials.aload("BLOCK_NAME")
+        async with credentials.get_client() as client:
+            result = await client.enrich_lead("lea_XXXXXXXXXXXXXXXXX", find_email=True)
         ```
     """
 
@@ -39,6 +54,7 @@ class LemlistCredentials(CredentialsBlock):
         "https://developer.lemlist.com/api-reference/getting-started/authentication"
     )
     _description = "Credentials (API key and base URL) for lemlist's lead-enrichment API."
+    _code_example = _CODE_EXAMPLE
 
     api_key: SecretStr = Field(
         default=...,
@@ -71,12 +87,11 @@ class LemlistCredentials(CredentialsBlock):
         gt=0,
         description="Length of the rate window in seconds (lemlist uses 2).",
     )
-
     global_rate_limit: str | None = Field(
         default=None,
         description=(
             "Name of a Prefect global concurrency limit shared by all processes using this key "
-            "(create it with `python -m prefect_lemlist.global_limit NAME`); empty: none."
+            "(create it with `prefect-lemlist global-limit NAME`); empty: none."
         ),
     )
 

@@ -116,7 +116,7 @@ class PrefectServer(testing.PrefectServer):
 
 
 async def _run(campaign_id: str, output_dir: str, name: str) -> None:
-    from flows.enrich_campaign import enrich_campaign
+    from prefect_lemlist.flows import enrich_campaign
     from prefect_lemlist.pipeline import EnrichmentOptions
 
     options = EnrichmentOptions(

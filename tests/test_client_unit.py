@@ -16,8 +16,8 @@ import httpx
 import pytest
 import respx
 
-from prefect_lemlist.client import LemlistClient
-from prefect_lemlist.exceptions import (
+from prefect_lemlist.api.client import LemlistClient
+from prefect_lemlist.api.exceptions import (
     LemlistAuthError,
     LemlistError,
     LemlistNotFoundError,
@@ -25,8 +25,8 @@ from prefect_lemlist.exceptions import (
     LemlistResponseError,
     LemlistServerError,
 )
-from prefect_lemlist.headers import MIN_RETRY_AFTER_SECONDS
-from prefect_lemlist.models import EnrichmentFlags
+from prefect_lemlist.api.headers import MIN_RETRY_AFTER_SECONDS
+from prefect_lemlist.api.models import EnrichmentFlags
 
 BASE = "https://api.test/api"
 ENRICH_PATH = "/leads/lea_1/enrich"
@@ -496,13 +496,17 @@ async def test_not_sent_failure_on_post_enrich_is_retried(router, error):
 
 
 async def test_connect_error_forever_on_post_enrich_stops_at_max_attempts(router):
+    """Nothing listening: the client tries max_attempts times, then a non-retryable error
+    (Prefect task retries would only multiply the attempts) naming the host."""
     route = router.post(ENRICH_PATH).mock(side_effect=httpx.ConnectError)
     client, key = make_client(router, max_attempts=3)
     async with client:
         with pytest.raises(LemlistServerError) as info:
             await client.enrich_lead("lea_1", find_email=True)
     assert route.call_count == 3
-    assert info.value.retryable is True
+    assert info.value.retryable is False
+    assert "api.test" in info.value.message and "3 attempts" in info.value.message
+    assert info.value.hint and "base_url" in info.value.hint
     assert_key_hidden(info.value, key)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from prefect_lemlist.collector import ResultCollector
+from prefect_lemlist.pipeline.collect import ResultCollector
 
 
 class NoClient:

@@ -28,10 +28,10 @@ import _fault_helpers as fh
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from flows.enrich_campaign import enrich_campaign
 from prefect_lemlist import LemlistCredentials
-from prefect_lemlist.export import OUTCOME_STATUSES
+from prefect_lemlist.flows import enrich_campaign
 from prefect_lemlist.pipeline import EnrichmentOptions, PipelineSummary
+from prefect_lemlist.pipeline.outcomes import STATUSES as OUTCOME_STATUSES
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, SandboxLead, SandboxStats, run_sandbox
 
 LEADS = 100
@@ -51,7 +51,8 @@ MALFORMED_POST_ERROR = {
     "huge": "without an enrichment 'id'",
 }
 NOT_RESENT = "it is not sent again"
-INTERRUPTED = "never recorded lemlist's answer"
+INTERRUPTED = "re-sent once without force after an interrupted run"  # a note (issue #12.8)
+RESENT = "started again: the interrupted run's request had not reached lemlist"
 MAX_IN_FLIGHT_AT_KILL = 20  # BATCH_CONCURRENCY: POSTs whose answer a kill can lose
 
 
@@ -228,8 +229,11 @@ def explain(out: Outcome, case: Case | None, row: dict[str, str]) -> str | None:
             if status == "failed" and "404" in error and "not found" in error.lower():
                 return None
     elif kind == "kill":
-        if status == "failed" and INTERRUPTED in error and not eid:
-            return None  # its POST was in flight at the kill: reported, never resent
+        if status.startswith("skipped_") and INTERRUPTED in row["note"] and not eid:
+            # its POST was in flight at the kill and reached lemlist: the re-run sent it once
+            # more without force, and lemlist refused a second start (409)
+            if processed == 2 and out.stats.enrichments_started_by_lead.get(lid, 0) <= 1:
+                return None
     return (
         f"{lid} ({lead.kind.value}, posts={posts}, processed={processed}): "
         f"status={status!r} eid={eid!r} error={error!r}"
@@ -246,14 +250,18 @@ def assert_outcome(out: Outcome, case: Case | None = None) -> None:
     assert all(row["error"] for row in rows if row["status"] in ("failed", "timed_out"))
     problems = [p for p in (explain(out, case, row) for row in rows) if p]
     assert not problems, "\n".join(problems)
-    # 2. no lead POSTed twice as lemlist sees it, no enrichment started (billed) twice
-    assert max(stats.enrich_posts_processed_by_lead.values(), default=0) <= 1
+    # 2. no enrichment started (billed) twice; a lead reaches lemlist's enrichment logic twice
+    # only when a kill lost its first POST's answer and the re-run sent it once more without
+    # force (issue #12.8: lemlist then refuses a second start of the contact)
     assert max(stats.enrichments_started_by_lead.values(), default=0) <= 1
+    resent = {row["lead_id"] for row in rows if INTERRUPTED in row["note"] or RESENT in row["note"]}
+    for lead_id, processed in stats.enrich_posts_processed_by_lead.items():
+        assert processed <= (2 if lead_id in resent else 1), (lead_id, processed)
     # every lead lemlist started has its enrichment id in the export, unless reported unknowable
     for row in rows:
         if stats.enrichments_started_by_lead.get(row["lead_id"]):
             assert row["enrichment_id"].startswith("enr_") or (
-                NOT_RESENT in row["error"] or INTERRUPTED in row["error"]
+                NOT_RESENT in row["error"] or INTERRUPTED in row["note"]
             ), row
     # 3. no 429 storm caused by us
     assert own_429s(stats) == 0, stats.responses_by_status
@@ -402,13 +410,19 @@ async def run_kill(name: str, out_dir: Path) -> Outcome:
     assert not (out_dir / "first.csv").exists(), "the killed run must not leave an export"
     out.summary = PipelineSummary.model_validate_json((out_dir / "second.summary.json").read_text())
     out.rows = fh.read_csv(out_dir / "second.csv")
-    interrupted = [row["lead_id"] for row in out.rows if INTERRUPTED in row["error"]]
+    interrupted = [row["lead_id"] for row in out.rows if INTERRUPTED in row["note"]]
+    restarted = [row["lead_id"] for row in out.rows if RESENT in row["note"]]
     never_sent = never_sent_but_interrupted(out)
-    assert len(interrupted) <= MAX_IN_FLIGHT_AT_KILL
+    # only POSTs in flight at the kill can have lost their answer: at most the batch's worth
+    assert out.summary.resent_after_interruption <= MAX_IN_FLIGHT_AT_KILL
+    # every re-sent lead got lemlist's answer: a 409 (noted), a new start (noted) or a refusal
+    assert len(interrupted) + len(restarted) <= out.summary.resent_after_interruption
     out.notes.append(
         f"kill point POST {kill_at}, lemlist got {sum(at_kill.enrich_posts_by_lead.values())}; "
-        f"re-run recalled {out.summary.recalled_from_ledger}, {len(interrupted)} reported "
-        f"interrupted, {len(never_sent)} of them never reached lemlist"
+        f"re-run: {out.summary.recalled_from_ledger} from the ledger, "
+        f"{out.summary.resent_after_interruption} in-flight POSTs re-sent without force "
+        f"({len(interrupted)} answered 409, {len(restarted)} started now, "
+        f"{len(never_sent)} misreported)"
     )
     return out
 
@@ -572,10 +586,13 @@ async def test_export_fault_that_outlasts_retries_fails_before_any_post(scenario
 
 
 def never_sent_but_interrupted(out: Outcome) -> list[str]:
-    """Leads reported "lemlist may have started and billed it" that lemlist never received."""
-    posts = out.stats.enrich_posts_by_lead
+    """Leads reported "re-sent after an interrupted run" although lemlist never received the
+    interrupted POST (the re-run's note would then be wrong)."""
+    processed = out.stats.enrich_posts_processed_by_lead
     return [
-        r["lead_id"] for r in out.rows if INTERRUPTED in r["error"] and not posts.get(r["lead_id"])
+        r["lead_id"]
+        for r in out.rows
+        if INTERRUPTED in r["note"] and processed.get(r["lead_id"], 0) < 2
     ]
 
 

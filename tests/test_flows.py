@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.enrich_campaign import enrich_campaign
-from flows.enrich_leads import enrich_leads
-from prefect_lemlist import LemlistCredentials
-from prefect_lemlist.pipeline import EnrichmentOptions, InsufficientCreditsError
+from prefect_lemlist import InsufficientCreditsError, LemlistCredentials
+from prefect_lemlist.flows import enrich_campaign, enrich_leads
+from prefect_lemlist.pipeline import EnrichmentOptions
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 
 EXPECTED_FIND_EMAIL = {
@@ -101,12 +100,19 @@ async def test_artifacts_summary_table_and_progress(tmp_path):
         artifacts = await client.read_artifacts()
     artifacts.sort(key=lambda a: a.created)
     by_key = {a.key: a for a in artifacts if a.key}  # the latest version of each key
-    assert "lemlist-enrichment-summary" in by_key
-    assert f"| done | {summary.counts['done']} |" in by_key["lemlist-enrichment-summary"].data
-    table = by_key["lemlist-results-page-1"].data
+    slug = sandbox.campaign_id.lower().replace("_", "-")
+    # keys carry the campaign, so the Artifacts page groups each campaign's history
+    summary_artifact = by_key[f"lemlist-summary-{slug}"]
+    assert f"| done | {summary.counts['done']} |" in summary_artifact.data
+    table = by_key[f"lemlist-results-{slug}"].data
     table_rows = json.loads(table) if isinstance(table, str) else table
     assert len(table_rows) == summary.selected
-    assert float(by_key["lemlist-enrichment-progress"].data) == 100.0
+    progress = by_key[f"lemlist-progress-{slug}"]
+    assert float(progress.data) == 100.0
+    assert f"started {summary.selected}/{summary.selected}" in (progress.description or "")
+    batches = by_key[f"lemlist-batches-{slug}"].data
+    batch_rows = json.loads(batches) if isinstance(batches, str) else batches
+    assert sum(row["items"] for row in batch_rows) == summary.to_start
 
 
 async def test_dry_run_spends_nothing(tmp_path):
@@ -163,7 +169,11 @@ async def test_rerun_collects_instead_of_posting_again(tmp_path):
     assert posts_after_second == posts_after_first  # zero new POSTs
     assert second.recalled_from_ledger == len(lead_ids) and second.to_start == 0
     assert second.counts["done"] == len(lead_ids)
-    assert read_csv(second.csv_path) == read_csv(first.csv_path)
+    first_rows, second_rows = read_csv(first.csv_path), read_csv(second.csv_path)
+    assert [{**r, "note": ""} for r in second_rows] == [{**r, "note": ""} for r in first_rows]
+    # the answers are marked as coming from the earlier run, with the CLI's flag for more
+    assert all("earlier run" in r["note"] and "--force" in r["note"] for r in second_rows)
+    assert second.requests_made <= 3  # team (first use of this key only), credits: no poll
     assert forced.to_start == 2  # force: deliberately sent again
     assert all(posts_after_force[lid] == 2 for lid in lead_ids[:2])
 
@@ -187,13 +197,27 @@ async def test_enrich_leads_from_csv_reports_bad_rows(tmp_path):
             csv_path=str(path), credentials_block="flow-test-csv", options=options(tmp_path)
         )
         stats = sandbox.stats()
+    # bad rows are reported with their line and reason; a repeated id is not an error any
+    # more: it shares the first row's result (every input row is in the export once)
     assert [(r.line, r.reason.split(":")[0]) for r in summary.rejected] == [
         (3, "missing lead id"),
         (5, "lead id 'lea_bad/id' is not valid"),
-        (6, "duplicate lead id"),
     ]
-    assert [row["lead_id"] for row in read_csv(summary.csv_path)] == good
+    rows = read_csv(summary.csv_path)
+    assert [row["name"] for row in rows] == ["a", "b", "c", "d", "e", "f"]  # columns kept
+    assert [row["status"] for row in rows] == [
+        "done",
+        "rejected",
+        "done",
+        "rejected",
+        "done",
+        "done",
+    ]
+    assert rows[4]["email"] == rows[0]["email"] and "same as line 2" in rows[4]["note"]
+    rejected = read_csv(summary.rejected_path)
+    assert [(r["line"], r["value"]) for r in rejected] == [("3", ""), ("5", "lea_bad/id")]
     assert set(stats.enrich_posts_by_lead) == set(good)
+    assert max(stats.enrich_posts_by_lead.values()) == 1
 
 
 async def test_collector_timeout_reports_timed_out_with_enrichment_id(tmp_path):
@@ -233,7 +257,7 @@ async def test_invalid_parameters_fail_clearly_before_any_paid_request(tmp_path,
                 "csv_path": str(tmp_path / "nope.csv"),
                 "credentials_block": "flow-test-params",
             }
-            expected = "CSV file not found"
+            expected = "input file not found"
         elif case == "unknown_block":
             kwargs["credentials_block"] = "no-such-block"
             expected = "No LemlistCredentials block named 'no-such-block'"
@@ -258,3 +282,42 @@ async def _exception_of(state) -> BaseException | None:
     except BaseException as exc:
         return exc
     return None
+
+
+# ---------------------------------------------------------------------------- the Prefect UI
+
+
+def test_the_run_form_has_a_block_picker_and_a_filled_options_form():
+    from prefect.utilities.callables import parameter_schema
+
+    from prefect_lemlist.flows import enrich_campaign, enrich_contacts, enrich_leads
+
+    for flow_ in (enrich_campaign, enrich_leads, enrich_contacts):
+        schema = parameter_schema(flow_.fn).model_dump()
+        credentials = schema["properties"]["credentials_block"]
+        refs = [option.get("$ref", "") for option in credentials["anyOf"]]
+        assert "#/definitions/LemlistCredentials" in refs  # the UI's block picker ...
+        assert {"type": "string"} in credentials["anyOf"]  # ... or a saved block's name
+        block_schema = schema["definitions"]["LemlistCredentials"]
+        assert block_schema["block_type_slug"] == "lemlist-credentials"
+        assert "api_key" in block_schema["secret_fields"]
+        options = schema["properties"]["options"]
+        assert options["default"]["find_email"] is True  # a filled form, not a None toggle
+        assert options["default"]["collection"] == "poll"
+        assert "anyOf" not in options
+
+
+async def test_a_block_reference_from_the_ui_and_the_rows_in_the_result(tmp_path):
+    with run_sandbox(SandboxConfig(leads=20, seed=14, **FAST)) as sandbox:
+        await save_block(sandbox, "flow-test-ref")
+        lead_ids = [lead.lead_id for lead in sandbox.leads if lead.kind == LeadKind.FINDABLE][:3]
+        reference = {"$ref": {"block_document_slug": "lemlist-credentials/flow-test-ref"}}
+        summary = await enrich_leads(
+            lead_ids, credentials_block=reference, options=options(tmp_path)
+        )
+    assert summary.counts["done"] == 3
+    # the flow's result carries the rows, as exported, for a downstream task
+    assert summary.rows == [
+        {k: (v or None) for k, v in row.items()} for row in read_csv(summary.csv_path)
+    ]
+    assert Path(summary.csv_path).is_absolute()

@@ -58,20 +58,20 @@ async def test_share_grows_and_gives_back_without_the_waiting_limit():
 
     from prefect.client.orchestration import get_client
 
-    from prefect_lemlist.ratelimit import RequestBudget
+    from prefect_lemlist.ratelimit import LeasedCapacity, RequestBudget
 
     name = f"lemlist-test-{uuid.uuid4().hex[:8]}"
     async with get_client() as client:
         await client.upsert_global_concurrency_limit_by_name(name, limit=20)
-    budget = RequestBudget(limit=20, window_seconds=0.5)
+    capacity = LeasedCapacity(name)
+    budget = RequestBudget(limit=20, window_seconds=0.5, capacity=capacity)
     # Records straight from the module's logger: the keeper thread's records may not reach
     # pytest's root handler once Prefect has configured logging.
     records = _Records()
     logger = logging.getLogger("prefect_lemlist.global_limit")
     logger.addHandler(records)
     try:
-        budget.share_globally(name)
-        share = budget._share
+        assert capacity._keeper is None  # nothing happens before the first request
         try:
             first = [asyncio.create_task(budget.acquire()) for _ in range(3)]
             await asyncio.wait_for(asyncio.gather(*first), 30)
@@ -86,11 +86,11 @@ async def test_share_grows_and_gives_back_without_the_waiting_limit():
             for _ in range(12):
                 budget.release()
         finally:
-            await asyncio.to_thread(share.close)
+            await asyncio.to_thread(capacity.close)
     finally:
         logger.removeHandler(records)
     async with get_client() as client:
         assert (await client.read_global_concurrency_limit_by_name(name)).active_slots == 0
     warnings = [r for r in records.records if "companion limit" in r.getMessage()]
     assert len(warnings) == 1
-    assert share.error is None
+    assert capacity._keeper is not None and capacity._keeper.error is None

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from prefect_lemlist.exceptions import LemlistResponseError
-from prefect_lemlist.models import Enrichment, EnrichmentFlags
+from prefect_lemlist.api.exceptions import LemlistResponseError
+from prefect_lemlist.api.models import Enrichment, EnrichmentFlags
 
 LINKEDIN = {"linkedinUrl": "https://www.linkedin.com/in/john", "firstName": "John"}
 

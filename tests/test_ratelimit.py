@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from prefect_lemlist.ratelimit import RequestBudget, budget_for
+from prefect_lemlist.ratelimit import FixedCapacity, LeasedCapacity, RequestBudget, budget_for
 
 # Generous upper bound on any single wait below, so a broken budget fails instead of hanging.
 HANG_GUARD_SECONDS = 10.0
@@ -191,89 +191,104 @@ async def test_tightened_budget_enforces_the_new_limit():
     assert max_in_window(arrivals, 0.3) <= 2
 
 
-# --- capacity held from a global limit (the protocol `GlobalShare` drives) ---------------------
+# --- capacity held from a global limit (the protocol `LeaseKeeper` drives) ----------------------
+
+
+def leased_budget(window: float = 0.2, **kwargs) -> tuple[RequestBudget, LeasedCapacity]:
+    """A budget whose capacity is leased, driven by hand (no keeper thread, no Prefect API)."""
+    capacity = LeasedCapacity("unit-test", autostart=False)
+    return RequestBudget(limit=20, window_seconds=window, capacity=capacity, **kwargs), capacity
+
+
+def test_a_budget_uses_the_whole_limit_by_default_and_the_lease_only_when_shared():
+    assert isinstance(RequestBudget().capacity, FixedCapacity)
+    fingerprint = f"fp-{uuid.uuid4().hex}"
+    plain = budget_for(fingerprint, 20, 2.0)
+    assert isinstance(plain.capacity, FixedCapacity)
+    shared = budget_for(fingerprint, 20, 2.0, global_rate_limit="lemlist-unit")
+    assert shared is plain and isinstance(shared.capacity, LeasedCapacity)
+    assert shared.capacity._keeper is None  # nothing started before the first request
 
 
 async def test_requests_wait_for_capacity_and_report_what_they_want():
-    budget = RequestBudget(limit=20, window_seconds=0.2, margin_seconds=0.0)
-    budget.add_capacity(0)  # shared, holding nothing yet
+    budget, capacity = leased_budget(margin_seconds=0.0)  # shared, holding nothing yet
     waiters = [asyncio.create_task(budget.acquire()) for _ in range(7)]
     await asyncio.sleep(0.05)
     assert budget.requests_granted == 0
-    assert budget.capacity_wanted() == 7
-    budget.add_capacity(5)
+    assert capacity.wanted() == 7
+    capacity.add(5)
     await asyncio.sleep(0.05)
     assert budget.requests_granted == 5
-    assert budget.capacity_wanted() == 2  # the two still queued
-    budget.add_capacity(5)
+    assert capacity.wanted() == 2  # the two still queued
+    capacity.add(5)
     await asyncio.wait_for(asyncio.gather(*waiters), HANG_GUARD_SECONDS)
     for _ in waiters:
         budget.release()
-    assert budget.capacity_wanted() == 0
+    assert capacity.wanted() == 0
 
 
 async def test_shed_capacity_is_not_used_and_goes_back_once_the_window_drains():
     window = 0.2
-    budget = RequestBudget(limit=20, window_seconds=window, margin_seconds=0.0)
-    budget.add_capacity(10)
+    budget, capacity = leased_budget(window, margin_seconds=0.0)
+    capacity.add(10)
     for _ in range(8):
         async with budget.slot():
             pass
-    assert budget.shed(5)
-    assert not budget.shed(5)  # already shedding
-    assert budget.shedding
+    assert capacity.shed(5)
+    assert not capacity.shed(5)  # already shedding
+    assert capacity.shedding
     # 8 requests are still counted: the 5 slots cannot go back yet, and a new request must wait
     # until fewer than 5 (the capacity being kept) are counted, although 10 are still held.
-    assert not budget.try_remove_capacity(5)
+    assert not capacity.try_give_back(5)
     late = asyncio.create_task(budget.acquire())
     await asyncio.sleep(window / 4)
     assert not late.done()
     await asyncio.wait_for(late, HANG_GUARD_SECONDS)
     budget.release()
-    assert budget.try_remove_capacity(5)  # drained to 1 <= 5: given back
-    assert not budget.shedding
+    assert capacity.try_give_back(5)  # drained to 1 <= 5: given back
+    assert not capacity.shedding
 
 
 def test_keep_cancels_a_shed():
-    budget = RequestBudget(limit=20, window_seconds=0.2)
-    budget.add_capacity(10)
-    assert budget.shed(5)
-    budget.keep()
-    assert not budget.shedding
-    assert not budget.shed(10)  # never below one chunk's worth of capacity: 10 > 10 fails
+    _, capacity = leased_budget()
+    capacity.add(10)
+    assert capacity.shed(5)
+    capacity.keep()
+    assert not capacity.shedding
+    assert not capacity.shed(10)  # never below one chunk's worth of capacity: 10 > 10 fails
 
 
 async def test_spare_chunks_go_back_after_half_a_window_and_the_last_after_two():
     window = 0.2
-    budget = RequestBudget(limit=20, window_seconds=window, margin_seconds=0.0)
-    budget.add_capacity(10)
-    assert not budget.try_remove_capacity(5)  # spare from now on, but not yet for long
+    _, capacity = leased_budget(window, margin_seconds=0.0)
+    capacity.add(10)
+    assert not capacity.try_give_back(5)  # spare from now on, but not yet for long
     await asyncio.sleep(window / 2 + 0.02)
-    assert budget.try_remove_capacity(5)
-    assert not budget.try_remove_capacity(5)  # the last chunk: two windows
+    assert capacity.try_give_back(5)
+    assert not capacity.try_give_back(5)  # the last chunk: two windows
     await asyncio.sleep(window)
-    assert not budget.try_remove_capacity(5)
+    assert not capacity.try_give_back(5)
     await asyncio.sleep(window + 0.05)
-    assert budget.try_remove_capacity(5)
+    assert capacity.try_give_back(5)
 
 
 async def test_a_request_in_the_window_resets_the_spare_clock():
     window = 0.2
-    budget = RequestBudget(limit=20, window_seconds=window, margin_seconds=0.0)
-    budget.add_capacity(5)
-    assert not budget.try_remove_capacity(5)
+    budget, capacity = leased_budget(window, margin_seconds=0.0)
+    capacity.add(5)
+    assert not capacity.try_give_back(5)
     await asyncio.sleep(window * 1.5)
     async with budget.slot():
-        assert not budget.try_remove_capacity(5)  # in use: the clock starts again
+        assert not capacity.try_give_back(5)  # in use: the clock starts again
     await asyncio.sleep(window * 1.5)
-    assert not budget.try_remove_capacity(5)  # spare again only since the window drained
+    assert not capacity.try_give_back(5)  # spare again only since the window drained
 
 
 def test_locked_acquisitions_are_told_apart_from_errors():
     import httpx
     from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 
-    from prefect_lemlist.global_limit import _is_locked
+    from prefect_lemlist.ratelimit.prefect_leases import _is_locked
 
     def wrapped(status: int) -> Exception:
         response = httpx.Response(status, request=httpx.Request("POST", "http://prefect/api"))

@@ -158,7 +158,16 @@ def test_config_defaults_and_validation() -> None:
     config = SandboxConfig()
     assert config.api_keys == [DEFAULT_API_KEY] == ["sandbox-api-key"]
     assert (config.rate_limit, config.rate_window_seconds, config.port) == (20, 2.0, 0)
-    assert config.fault_routes == {"enrich_post", "enrich_get", "export", "credits"}
+    assert config.fault_routes == {
+        "enrich_post",
+        "enrich_get",
+        "export",
+        "credits",
+        "enrich_data",
+        "bulk",
+        "team",
+        "lead_by_email",
+    }
     for bad in (
         {"fault_5xx_rate": 1.5},
         {"enrichment_seconds": (2.0, 1.0)},

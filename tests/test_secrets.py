@@ -20,7 +20,7 @@ import secrets
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
@@ -42,12 +42,18 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from flows.enrich_campaign import enrich_campaign
-from flows.enrich_leads import enrich_leads
 from prefect_lemlist import LemlistCredentials
-from prefect_lemlist.exceptions import LemlistAuthError, LemlistNotFoundError
+from prefect_lemlist.api.exceptions import LemlistAuthError, LemlistNotFoundError
+from prefect_lemlist.flows import enrich_campaign, enrich_leads
 from prefect_lemlist.pipeline import EnrichmentOptions, render_summary
 from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
+from prefect_lemlist.tasks import (
+    bulk_enrich,
+    enrich_contact,
+    enrich_lead,
+    export_campaign_leads,
+    get_credits,
+)
 
 LOGGERS = ("", "prefect", "prefect_lemlist", "httpx", "httpcore", "uvicorn", "starlette")
 
@@ -60,6 +66,21 @@ def needles_for(secret: str) -> list[str]:
     basic = base64.b64encode(f":{secret}".encode()).decode()
     random_part = secret.rsplit("-", 1)[-1]
     return [secret, random_part, basic, basic.rstrip("=")]
+
+
+@flow
+async def every_task(block: str, campaign_id: str, lead_id: str) -> list:
+    """Each public task with the block as a parameter (their task runs are scanned too)."""
+    credentials = await LemlistCredentials.aload(block)
+    leads = await export_campaign_leads(campaign_id, credentials)
+    credits = await get_credits(credentials)
+    started = await enrich_lead(lead_id, credentials, linkedin_enrichment=True)
+    person = {"linkedinUrl": "https://www.linkedin.com/in/secret-scan", "firstName": "Ada"}
+    contact = await enrich_contact(person, credentials, linkedin_enrichment=True)
+    bulk = await bulk_enrich(
+        [person, {"email": "scan@example.com"}], credentials, verify_email=True
+    )
+    return [leads, credits, started, contact, bulk]
 
 
 class Scanner:
@@ -254,6 +275,9 @@ async def test_api_key_never_leaks(tmp_path, caplog, monkeypatch):
                 options=options("env", find_email=False, find_phone=True),
                 return_state=True,
             )
+        states["tasks"] = await every_task(
+            "secret-scan-good", sandbox.campaign_id, sandbox.leads[0].lead_id, return_state=True
+        )
         states["unknown-campaign"] = await enrich_campaign(
             "cam_doesNotExist0000", "secret-scan-good", options=options("x"), return_state=True
         )
@@ -270,8 +294,10 @@ async def test_api_key_never_leaks(tmp_path, caplog, monkeypatch):
     # the runs did what they should, so there was something to leak
     assert states["poll"].is_completed() and states["webhook"].is_completed()
     assert states["env"].is_completed()
+    assert states["tasks"].is_completed(), states["tasks"].message
     poll, webhook, env_run = [await states[k].result() for k in ("poll", "webhook", "env")]
     assert poll.counts["done"] > 0 and webhook.webhook_results > 0 and env_run.selected == 8
+    assert len(await states["tasks"].result()) == 5
     failures = {
         name: await exception_of(states[name]) for name in ("unknown-campaign", "unauthorized")
     }
@@ -280,7 +306,9 @@ async def test_api_key_never_leaks(tmp_path, caplog, monkeypatch):
     assert all(states[name].is_failed() for name in failures)
 
     # the webhook token is a secret too (anyone holding it can post results)
-    [webhook_token] = {parse_qs(urlsplit(url).query)["token"][0] for url in webhook_urls}
+    # the token travels in the URL's path (`/lemlist/<token>`), not in its query string
+    [webhook_token] = {urlsplit(url).path.rsplit("/", 1)[-1] for url in webhook_urls}
+    assert all(not urlsplit(url).query for url in webhook_urls)
     assert len(webhook_token) >= 43
 
     flow_run_ids = [state.state_details.flow_run_id for state in states.values()]
@@ -326,7 +354,8 @@ async def test_api_key_never_leaks(tmp_path, caplog, monkeypatch):
     assert found["logs"] > 20 and found["our_logs"] > 0, found
     assert found["artifacts"] >= 6 and found["task_runs"] >= 5, found
     home = Path(os.environ["PREFECT_HOME"])
-    assert any((home / "storage").rglob("lemlist-enrich-*")), "no ledger record was written"
+    ledger_records = list((home / "storage" / "lemlist-ledger").rglob("*.json"))
+    assert len(ledger_records) >= 10, "no ledger record was written"
     assert files > 10 and len(list(out.iterdir())) == 6
     assert "caplog" in scanners[key].scanned and len(caplog.records) > 100
     assert scanners[key].scanned.get("server-db", 0) >= 1, scanners[key].scanned

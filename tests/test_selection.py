@@ -1,9 +1,14 @@
-"""Property-based tests of lead selection: CSV files, explicit lists and campaign exports.
+"""Property-based tests of lead selection: lead files, explicit lists and campaign exports.
+
+Every input row given by the user is in the worklist exactly once, with its line: a valid lead id
+is an item (enriched once), a repeated one is a row with the same key (the result fans out), and
+anything else is rejected with its reason. Campaign export rows are not chosen by the user: a
+duplicate `_id` there is rejected, and leads that need nothing are only counted (`not_needed`).
 
 Line numbers are physical lines of the file as Python's universal newlines count them (`\\r\\n`,
 `\\n` or `\\r` end a line), the header being line 1. A record whose quoted field spans several
 lines may be reported at any line of its span. A "blank" row is one whose cells are all empty or
-whitespace: it is not data and is neither selected nor rejected.
+whitespace: it is not data and is not in the worklist.
 """
 
 from __future__ import annotations
@@ -18,14 +23,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefect_lemlist.models import CampaignLead, EnrichmentFlags
-from prefect_lemlist.selection import (
+from prefect_lemlist.api.models import CampaignLead, EnrichmentFlags
+from prefect_lemlist.api.validation import validate_id
+from prefect_lemlist.pipeline.inputs import read_table
+from prefect_lemlist.pipeline.selection import (
+    EMAIL_COLUMNS,
     LEAD_ID_COLUMNS,
-    read_lead_ids_csv,
-    select_campaign_leads,
-    select_lead_ids,
+    campaign_worklist,
+    emails_worklist,
+    lead_file_worklist,
+    lead_ids_worklist,
 )
-from prefect_lemlist.validation import validate_id
+from prefect_lemlist.pipeline.worklist import Source, Worklist
 
 PROPERTY_SETTINGS = settings(
     max_examples=250,
@@ -44,8 +53,21 @@ def is_valid(value: object) -> bool:
     return True
 
 
-def expected_outcomes(values: list[object]) -> list[str]:
-    """'selected', 'missing', 'invalid' or 'duplicate' per value (already stripped)."""
+def invalid_reason(value: object) -> str:
+    """The message `validate_id` gives for an invalid lead id."""
+    try:
+        validate_id(value, "lead id")
+    except ValueError as exc:
+        return str(exc)
+    raise AssertionError(f"{value!r} is a valid lead id")
+
+
+def expected_outcomes(values: list[object], repeat: str = "again") -> list[str]:
+    """'selected', 'missing', 'invalid', or `repeat` per value (already stripped).
+
+    `repeat` is what a repeated valid id becomes: 'again' for rows given by the user (a row with
+    the same key), 'duplicate' for a campaign export (rejected).
+    """
     seen: set[str] = set()
     outcomes = []
     for value in values:
@@ -54,24 +76,81 @@ def expected_outcomes(values: list[object]) -> list[str]:
         elif not is_valid(value):
             outcomes.append("invalid")
         elif value in seen:
-            outcomes.append("duplicate")
+            outcomes.append(repeat)
         else:
             seen.add(value)  # type: ignore[arg-type]
             outcomes.append("selected")
     return outcomes
 
 
-def reason_kind(reason: str) -> str:
-    if reason.startswith("missing"):
+def reason_kind(reason: str | None) -> str:
+    if reason == "missing lead id":
         return "missing"
-    if reason.startswith("duplicate"):
+    if reason and reason.startswith("duplicate"):
         return "duplicate"
-    return "invalid"
+    if reason and reason.startswith("lead id "):
+        return "invalid"
+    if reason and reason.startswith("not a lead of campaign"):
+        return "absent"
+    return f"other: {reason!r}"
 
 
 def line_breaks(text: str) -> int:
     """Line breaks in `text` as universal newlines count them."""
     return len(re.findall(r"\r\n|\r|\n", text))
+
+
+def check_user_rows(
+    worklist: Worklist,
+    values: list[object],
+    spans: list[tuple[int, int]],
+    contexts: list[dict] | None = None,
+) -> None:
+    """The worklist of rows given by the user (a file or a list), against the oracle.
+
+    Args:
+        worklist: what selection produced.
+        values: the (stripped) id of every non-blank input row, in order.
+        spans: the lines each such row may be reported at (first, last).
+        contexts: the columns each row must carry into the export, if checked.
+    """
+    outcomes = expected_outcomes(values)
+    rows = worklist.rows
+    # every input row exactly once, in order, at its line
+    assert len(rows) == len(values)
+    for row, value, outcome, (first, last) in zip(rows, values, outcomes, spans, strict=True):
+        assert first <= row.line <= last, (row, first, last)
+        if outcome in ("selected", "again"):
+            assert (row.key, row.status, row.reason) == (value, None, None), row
+        else:
+            assert row.key is None and row.status == "rejected", row
+            assert reason_kind(row.reason) == outcome, row
+            if outcome == "invalid":
+                assert row.reason == invalid_reason(value), row
+    lines = [row.line for row in rows]
+    assert lines == sorted(set(lines)), lines
+    if contexts is not None:
+        assert [row.context for row in rows] == contexts
+
+    # the distinct valid ids, first-seen order: each enriched once
+    selected = [v for v, o in zip(values, outcomes, strict=True) if o == "selected"]
+    assert list(worklist.items) == selected
+    assert all(is_valid(lead_id) for lead_id in worklist.items)
+    assert worklist.first_rows() == {
+        v: row.line for row, v, o in zip(rows, values, outcomes, strict=True) if o == "selected"
+    }
+
+    # only missing and invalid rows are rejected (a repeat is not)
+    expected_rejects = [
+        (row.line, o) for row, o in zip(rows, outcomes, strict=True) if o in ("missing", "invalid")
+    ]
+    assert [(r.line, reason_kind(r.reason)) for r in worklist.rejected] == expected_rejects
+    for rejected in worklist.rejected:
+        index = lines.index(rejected.line)
+        shown = values[index]
+        assert rejected.value == str(shown)[:80]
+    # nothing lost: items + repeats + rejected account for every row
+    assert len(worklist.items) + outcomes.count("again") + len(worklist.rejected) == len(values)
 
 
 # ---------------------------------------------------------------------------- CSV generation
@@ -114,9 +193,19 @@ other_text = st.text(
 ).filter(lambda t: not any(ch in t for ch in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00"))
 
 
+@dataclass
+class CsvFile:
+    """A generated lead file: its text, its header (as written) and its records."""
+
+    text: str
+    header: list[str]
+    position: int
+    records: list[Record]
+
+
 @st.composite
-def csv_files(draw, id_cells=None):
-    """(file text, id column index, records): a header with a lead id column, then records."""
+def csv_files(draw, id_cells=None) -> CsvFile:
+    """A header with a lead id column (and maybe an email column), then records."""
     id_name = draw(st.sampled_from(["lead_id", "_id", "leadId", "id", " lead_id ", "_id "]))
     others = draw(st.lists(st.sampled_from(["name", "email", "company", "note"]), unique=True))
     position = draw(st.integers(0, len(others)))
@@ -125,7 +214,7 @@ def csv_files(draw, id_cells=None):
     terminator = draw(st.sampled_from(["\r\n", "\n"]))
     bom = draw(st.booleans())
 
-    pool = draw(st.lists(valid_ids, min_size=1, max_size=4, unique=True))  # for duplicates
+    pool = draw(st.lists(valid_ids, min_size=1, max_size=4, unique=True))  # for repeats
     if id_cells is None:
         id_cells = st.one_of(
             valid_ids,
@@ -158,7 +247,7 @@ def csv_files(draw, id_cells=None):
         records.append(Record(cells, line, line + line_breaks(text)))
         line += line_breaks(text) + 1
     body = terminator.join(lines) + (terminator if draw(st.booleans()) else "")
-    return ("\ufeff" if bom else "") + body, position, records
+    return CsvFile(("\ufeff" if bom else "") + body, header, position, records)
 
 
 _counter = itertools.count()
@@ -170,29 +259,38 @@ def write(directory: Path, text: str) -> Path:
     return path
 
 
+def as_read(cell: str) -> str:
+    """A cell as the file is read: universal newlines turn `\\r\\n` and `\\r` into `\\n`,
+    inside quoted cells too."""
+    return re.sub(r"\r\n?", "\n", cell)
+
+
+def read_leads(path: Path) -> Worklist:
+    """What the lead flow does with a file."""
+    return lead_file_worklist(read_table(path), path)
+
+
 @pytest.fixture(scope="module")
 def csv_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("csv")
 
 
-def check_csv_selection(path: Path, position: int, records: list[Record]) -> None:
-    selection = read_lead_ids_csv(path)  # never raises for such files
-    data = [r for r in records if not r.blank]
-    values = [r.cells[position].strip() if position < len(r.cells) else "" for r in data]
-    outcomes = expected_outcomes(values)
-
-    assert selection.lead_ids == [v for v, o in zip(values, outcomes) if o == "selected"]
-    assert len(set(selection.lead_ids)) == len(selection.lead_ids)
-    assert all(is_valid(lead_id) for lead_id in selection.lead_ids)
-    assert len(selection.lead_ids) + len(selection.rejected) == len(data)
-
-    expected_rejects = [(r, o) for r, o in zip(data, outcomes) if o != "selected"]
-    assert len(selection.rejected) == len(expected_rejects)
-    for rejected, (record, outcome) in zip(selection.rejected, expected_rejects):
-        assert record.first_line <= rejected.line <= record.last_line, (rejected, record)
-        assert reason_kind(rejected.reason) == outcome, (rejected, record)
-    lines = [r.line for r in selection.rejected]
-    assert lines == sorted(lines) and all(line >= 2 for line in lines)
+def check_csv_worklist(path: Path, generated: CsvFile) -> None:
+    worklist = read_leads(path)  # never raises for such files
+    position = generated.position
+    data = [r for r in generated.records if not r.blank]
+    cells = [[as_read(cell) for cell in r.cells] for r in data]
+    values: list[object] = [row[position].strip() if position < len(row) else "" for row in cells]
+    names = [name.strip() for name in generated.header]
+    contexts = [
+        {name: (row[i] if i < len(row) else "") for i, name in enumerate(names)} for row in cells
+    ]
+    check_user_rows(
+        worklist, values, [(r.first_line, r.last_line) for r in data], contexts=contexts
+    )
+    assert all(row.line >= 2 for row in worklist.rows)
+    assert worklist.columns == names
+    assert worklist.not_needed == 0
 
 
 # ---------------------------------------------------------------------------- CSV properties
@@ -200,9 +298,8 @@ def check_csv_selection(path: Path, position: int, records: list[Record]) -> Non
 
 @PROPERTY_SETTINGS
 @given(generated=csv_files())
-def test_csv_rows_are_selected_or_rejected_with_their_line(csv_dir, generated):
-    text, position, records = generated
-    check_csv_selection(write(csv_dir, text), position, records)
+def test_csv_rows_are_each_in_the_worklist_once_with_their_line(csv_dir, generated):
+    check_csv_worklist(write(csv_dir, generated.text), generated)
 
 
 line_break_ids = st.builds(
@@ -217,20 +314,20 @@ line_break_ids = st.builds(
 @given(generated=csv_files(id_cells=st.one_of(valid_ids, line_break_ids)))
 def test_line_breaks_inside_a_quoted_id_are_kept(csv_dir, generated):
     """An id cell holding a line break is not a valid id: it must not turn into another one."""
-    text, position, records = generated
-    check_csv_selection(write(csv_dir, text), position, records)
+    check_csv_worklist(write(csv_dir, generated.text), generated)
 
 
 def test_quoted_id_with_a_line_break_is_rejected_not_glued(tmp_path):
     path = tmp_path / "leads.csv"
     path.write_bytes(b'lead_id,name\r\n"lea_a\r\nb",Ada\r\nlea_c,Bob\r\n')
-    selection = read_lead_ids_csv(path)
-    assert "lea_ab" not in selection.lead_ids  # "lea_a\r\nb" is not the id "lea_ab"
-    assert selection.lead_ids == ["lea_c"]
-    assert [(r.line, reason_kind(r.reason)) for r in selection.rejected] in (
+    worklist = read_leads(path)
+    assert "lea_ab" not in worklist.items  # "lea_a\r\nb" is not the id "lea_ab"
+    assert list(worklist.items) == ["lea_c"]
+    assert [(r.line, reason_kind(r.reason)) for r in worklist.rejected] in (
         [(2, "invalid")],
         [(3, "invalid")],
     )
+    assert len(worklist.rows) == 2 and worklist.rows[0].context["name"] == "Ada"
 
 
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x0c", "\x0b", "\x1e", "\x85"])
@@ -242,9 +339,11 @@ def test_unicode_line_separators_inside_a_cell_do_not_split_the_row(tmp_path, se
     path.write_text(
         f"lead_id,name\nlea_1,Ada{separator}Lovelace\nlea_bad/id,Bob\n", encoding="utf-8"
     )
-    selection = read_lead_ids_csv(path)
-    assert selection.lead_ids == ["lea_1"]
-    assert [r.line for r in selection.rejected] == [3]
+    worklist = read_leads(path)
+    assert list(worklist.items) == ["lea_1"]
+    assert [r.line for r in worklist.rejected] == [3]
+    assert [row.line for row in worklist.rows] == [2, 3]
+    assert worklist.rows[0].context["name"] == f"Ada{separator}Lovelace"
 
 
 # ---------------------------------------------------------------------------- CSV examples
@@ -259,60 +358,83 @@ def test_header_is_line_one_and_rows_are_numbered_from_two(tmp_path):
         "b,,y\n"  # 4: missing
         "c,lea_2\n"  # 5: fewer columns
         'd,"lea_3",z,extra,columns\n'  # 6: more columns
-        "e,lea_1,w\n"  # 7: duplicate
+        "e,lea_1,w\n"  # 7: lea_1 again: shares the result of line 2
         "f,../etc,w\n"  # 8: malformed
         "g\n",  # 9: too short to have the id
         encoding="utf-8",
     )
-    selection = read_lead_ids_csv(path)
-    assert selection.lead_ids == ["lea_1", "lea_2", "lea_3"]
-    assert [(r.line, reason_kind(r.reason)) for r in selection.rejected] == [
+    worklist = read_leads(path)
+    assert list(worklist.items) == ["lea_1", "lea_2", "lea_3"]
+    assert [(r.line, reason_kind(r.reason)) for r in worklist.rejected] == [
         (4, "missing"),
-        (7, "duplicate"),
         (8, "invalid"),
         (9, "missing"),
     ]
+    assert [(row.line, row.key, row.status) for row in worklist.rows] == [
+        (2, "lea_1", None),
+        (4, None, "rejected"),
+        (5, "lea_2", None),
+        (6, "lea_3", None),
+        (7, "lea_1", None),
+        (8, None, "rejected"),
+        (9, None, "rejected"),
+    ]
+    assert worklist.first_rows() == {"lea_1": 2, "lea_2": 5, "lea_3": 6}
+    assert worklist.columns == ["name", "lead_id", "email"]
+    assert worklist.rows[2].context == {"name": "c", "lead_id": "lea_2", "email": ""}
+    assert worklist.rows[4].context == {"name": "e", "lead_id": "lea_1", "email": "w"}
 
 
 @pytest.mark.parametrize("column", LEAD_ID_COLUMNS)
 def test_every_documented_id_column_is_found(tmp_path, column):
     path = tmp_path / "leads.csv"
     path.write_text(f"name,{column}\nAda,lea_1\n", encoding="utf-8")
-    assert read_lead_ids_csv(path).lead_ids == ["lea_1"]
+    assert list(read_leads(path).items) == ["lea_1"]
 
 
 def test_lead_id_column_wins_over_id(tmp_path):
     path = tmp_path / "leads.csv"
     path.write_text("id,lead_id\nrow-1,lea_1\n", encoding="utf-8")
-    assert read_lead_ids_csv(path).lead_ids == ["lea_1"]
+    assert list(read_leads(path).items) == ["lea_1"]
+
+
+def test_lead_id_column_wins_over_email(tmp_path):
+    """With a lead id column, the file is read by id: an empty id is not looked up by email."""
+    path = tmp_path / "leads.csv"
+    path.write_text("email,lead_id\nada@example.com,\nbob@example.com,lea_2\n", encoding="utf-8")
+    worklist = read_leads(path)
+    assert list(worklist.items) == ["lea_2"]
+    assert [(r.line, reason_kind(r.reason)) for r in worklist.rejected] == [(2, "missing")]
+    assert all(row.status != "lookup" for row in worklist.rows)
 
 
 @pytest.mark.parametrize("header", ["lead_id", "_id,name"])
 def test_a_bom_at_the_start_is_accepted(tmp_path, header):
     path = tmp_path / "excel.csv"
     path.write_bytes(("\ufeff" + header + "\r\nlea_1\r\nlea_2\r\n").encode("utf-8"))
-    selection = read_lead_ids_csv(path)
-    assert selection.lead_ids == ["lea_1", "lea_2"]
-    assert selection.rejected == []
+    worklist = read_leads(path)
+    assert list(worklist.items) == ["lea_1", "lea_2"]
+    assert worklist.rejected == []
+    assert worklist.columns[0] == header.split(",")[0]  # no BOM glued to the first name
 
 
 def test_header_only_file_selects_nothing(tmp_path):
     path = tmp_path / "leads.csv"
     path.write_text("lead_id\n", encoding="utf-8")
-    selection = read_lead_ids_csv(path)
-    assert selection.lead_ids == [] and selection.rejected == []
+    worklist = read_leads(path)
+    assert worklist.items == {} and worklist.rejected == [] and worklist.rows == []
 
 
 def test_missing_file_is_a_clear_value_error(tmp_path):
     path = tmp_path / "nope.csv"
-    with pytest.raises(ValueError, match="CSV file not found") as info:
-        read_lead_ids_csv(path)
+    with pytest.raises(ValueError, match="input file not found") as info:
+        read_table(path)
     assert str(path) in str(info.value)
 
 
 def test_directory_is_a_clear_value_error(tmp_path):
     with pytest.raises(ValueError, match="is a directory") as info:
-        read_lead_ids_csv(tmp_path)
+        read_table(tmp_path)
     assert str(tmp_path) in str(info.value)
 
 
@@ -325,7 +447,7 @@ def test_non_utf8_file_is_a_clear_value_error(tmp_path, content):
     path = tmp_path / "leads.csv"
     path.write_bytes(content)
     with pytest.raises(ValueError, match="not UTF-8") as info:
-        read_lead_ids_csv(path)
+        read_table(path)
     assert str(path) in str(info.value)
 
 
@@ -333,17 +455,27 @@ def test_non_utf8_file_is_a_clear_value_error(tmp_path, content):
 def test_empty_file_is_a_clear_value_error(tmp_path, content):
     path = tmp_path / "leads.csv"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="CSV file is empty"):
-        read_lead_ids_csv(path)
+    with pytest.raises(ValueError, match="input file is empty") as info:
+        read_table(path)
+    assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("header", ["name,email", "lead,leadid,ID", "\n"])
+@pytest.mark.parametrize("header", ["name,company", "lead,leadid,ID", "Lead_ID,EMAIL"])
 def test_no_id_column_is_a_clear_value_error(tmp_path, header):
     path = tmp_path / "leads.csv"
     path.write_text(f"{header}\nlea_1,x\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no lead id column") as info:
-        read_lead_ids_csv(path)
+        read_leads(path)
     assert "lead_id" in str(info.value) and str(path) in str(info.value)
+
+
+def test_blank_first_line_is_no_header(tmp_path):
+    """A file whose first line is blank has no header (it used to be "no lead id column")."""
+    path = tmp_path / "leads.csv"
+    path.write_text("\n\nlea_1,x\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no header row") as info:
+        read_table(path)
+    assert str(path) in str(info.value)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
@@ -353,9 +485,63 @@ def test_unreadable_file_is_a_clear_value_error(tmp_path):
     path.chmod(0)
     try:
         with pytest.raises(ValueError, match="permission denied"):
-            read_lead_ids_csv(path)
+            read_table(path)
     finally:
         path.chmod(0o600)
+
+
+# ---------------------------------------------------------------------------- email files
+
+
+@pytest.mark.parametrize("column", EMAIL_COLUMNS)
+def test_a_file_without_id_column_is_read_by_email(tmp_path, column):
+    path = tmp_path / "people.csv"
+    path.write_text(
+        f"name,{column}\n"
+        "Ada,ada@example.com\n"  # 2
+        "Bob,not-an-email\n"  # 3: malformed
+        "Cid,\n"  # 4: missing
+        "Dan,  dan@example.com \n"  # 5: stripped
+        "\n"  # 6: blank
+        "Eve,ada@example.com\n",  # 7: the same email again: looked up like the first
+        encoding="utf-8",
+    )
+    worklist = read_leads(path)
+    assert [(row.line, row.status, row.key) for row in worklist.rows] == [
+        (2, "lookup", None),
+        (3, "rejected", None),
+        (4, "rejected", None),
+        (5, "lookup", None),
+        (7, "lookup", None),
+    ]
+    assert [row.value for row in worklist.rows if row.status == "lookup"] == [
+        "ada@example.com",
+        "dan@example.com",
+        "ada@example.com",
+    ]
+    assert worklist.items == {}  # nothing to enrich before `resolve_emails`
+    assert worklist.first_rows() == {}
+    malformed, missing = worklist.rejected
+    assert malformed.line == 3 and malformed.value == "not-an-email"
+    assert "not-an-email" in malformed.reason and "not an email address" in malformed.reason
+    assert missing.line == 4 and missing.value == ""
+    assert missing.reason.startswith("missing") and "email" in missing.reason
+    assert worklist.rows[0].context == {"name": "Ada", column: "ada@example.com"}
+
+
+def test_emails_given_from_python_are_looked_up_or_rejected():
+    worklist = emails_worklist(["ada@example.com", None, " ", "ada@", " bob@example.com "])
+    assert [(row.line, row.status) for row in worklist.rows] == [
+        (1, "lookup"),
+        (2, "rejected"),
+        (3, "rejected"),
+        (4, "rejected"),
+        (5, "lookup"),
+    ]
+    assert worklist.rows[4].value == "bob@example.com"
+    assert [r.line for r in worklist.rejected] == [2, 3, 4]
+    assert "not an email address" in worklist.rejected[2].reason
+    assert worklist.items == {}
 
 
 # ---------------------------------------------------------------------------- explicit lists
@@ -373,22 +559,23 @@ list_values = st.one_of(
 )
 
 
+def with_repeats(values: list[object], data) -> list[object]:
+    if values:  # add some exact repeats
+        values = values + data.draw(st.lists(st.sampled_from(values), max_size=5))
+    return values
+
+
 @settings(max_examples=300, deadline=None)
 @given(values=st.lists(list_values, max_size=30), data=st.data())
-def test_select_lead_ids_accounts_for_every_value(values, data):
-    if values:  # add some exact duplicates
-        values = values + data.draw(st.lists(st.sampled_from(values), max_size=5))
-    selection = select_lead_ids(values)
+def test_lead_ids_worklist_accounts_for_every_value(values, data):
+    values = with_repeats(values, data)
+    worklist = lead_ids_worklist(values)
     stripped = [v.strip() if isinstance(v, str) else v for v in values]
-    outcomes = expected_outcomes(stripped)
-    assert selection.lead_ids == [v for v, o in zip(stripped, outcomes) if o == "selected"]
-    assert len(set(selection.lead_ids)) == len(selection.lead_ids)
-    assert all(is_valid(lead_id) for lead_id in selection.lead_ids)
-    assert len(selection.lead_ids) + len(selection.rejected) == len(values)
-    expected = [(i, o) for i, o in enumerate(outcomes, start=1) if o != "selected"]
-    assert [(r.line, reason_kind(r.reason)) for r in selection.rejected] == expected
-    for rejected in selection.rejected:
-        assert rejected.value == str(values[rejected.line - 1])[:80]
+    positions = [(i, i) for i in range(1, len(values) + 1)]
+    check_user_rows(worklist, stripped, positions)
+    # the value as given is carried into the export, unstripped
+    assert [row.context for row in worklist.rows] == [{"lead_id": v} for v in values]
+    assert worklist.source.kind == "input"
 
 
 # ---------------------------------------------------------------------------- campaign exports
@@ -430,31 +617,209 @@ def needs(lead: CampaignLead, flags: EnrichmentFlags) -> bool:
     force=st.booleans(),
     data=st.data(),
 )
-def test_select_campaign_leads_accounts_for_every_lead(leads, flags, force, data):
+def test_campaign_worklist_accounts_for_every_lead(leads, flags, force, data):
     ids = [lead.lead_id for lead in leads]
     already = set(data.draw(st.lists(st.sampled_from(ids), max_size=5))) if ids else set()
-    selection = select_campaign_leads(leads, flags, force=force, already_started=already)
+    only = data.draw(
+        st.none() | st.lists(st.sampled_from([*ids, "lea_absent"]), max_size=6, unique=True)
+    )
+    worklist = campaign_worklist(
+        "cam_1", "all", leads, flags, force=force, started_before=already, only=only
+    )
+    # a chosen lead the export does not have is reported (by its position in `only`), not lost
+    absent = [(i, "absent") for i, lead_id in enumerate(only or [], 1) if lead_id not in ids]
+    assert [
+        (r.line, reason_kind(r.reason))
+        for r in worklist.rejected[len(worklist.rejected) - len(absent) :]
+    ] == absent
+    absent_rows = worklist.rows[len(worklist.rows) - len(absent) :]
+    assert all(row.key is None and row.status == "rejected" for row in absent_rows)
+    worklist.rows = worklist.rows[: len(worklist.rows) - len(absent)]
 
-    outcomes = expected_outcomes(ids)
-    wanted = [
-        lead.lead_id
-        for lead, outcome in zip(leads, outcomes)
+    chosen = [(i, lead) for i, lead in enumerate(leads, 1) if only is None or lead.lead_id in only]
+    outcomes = expected_outcomes([lead.lead_id for _, lead in chosen], repeat="duplicate")
+    kept = [
+        (i, lead)
+        for (i, lead), outcome in zip(chosen, outcomes, strict=True)
         if outcome == "selected" and (force or lead.lead_id in already or needs(lead, flags))
     ]
-    valid_unique = outcomes.count("selected")
-    assert selection.lead_ids == wanted
-    assert selection.not_needed == valid_unique - len(wanted)
-    assert len(selection.lead_ids) + len(selection.rejected) + selection.not_needed == len(leads)
-    assert len(set(selection.lead_ids)) == len(selection.lead_ids)
-    assert all(is_valid(lead_id) for lead_id in selection.lead_ids)
-    expected = [(i, o) for i, o in enumerate(outcomes, start=1) if o != "selected"]
-    assert [(r.line, reason_kind(r.reason)) for r in selection.rejected] == expected
+    rejects = [(i, o) for (i, _), o in zip(chosen, outcomes, strict=True) if o != "selected"]
+
+    assert list(worklist.items) == [lead.lead_id for _, lead in kept]
+    assert worklist.not_needed == outcomes.count("selected") - len(kept)
+    assert [(r.line, reason_kind(r.reason)) for r in worklist.rejected] == rejects
+    for rejected in worklist.rejected:
+        assert rejected.value == ids[rejected.line - 1][:80]
+    # the worklist's rows: the kept and the rejected leads, by position; not_needed are counted
+    assert [row.line for row in worklist.rows] == sorted(
+        [i for i, _ in kept] + [i for i, _ in rejects]
+    )
+    assert len(worklist.rows) + worklist.not_needed == len(chosen)
+    for row in worklist.rows:
+        lead = leads[row.line - 1]
+        assert row.context["lead_id"] == lead.lead_id and row.context["email"] == lead.email
+        if row.status is None:
+            assert row.key == lead.lead_id
+        else:
+            assert row.status == "rejected" and row.key is None
+    assert len(set(worklist.items)) == len(worklist.items)
+    assert all(is_valid(lead_id) for lead_id in worklist.items)
+    assert worklist.first_rows() == {lead.lead_id: i for i, lead in kept}
+    assert worklist.source.kind == "campaign" and worklist.source.name == "cam_1"
     if force:
-        assert selection.not_needed == 0
+        assert worklist.not_needed == 0
 
 
 def test_already_started_leads_are_kept_even_when_enriched_since():
     leads = [CampaignLead(_id="lea_1", email="a@b.c"), CampaignLead(_id="lea_2", email="d@e.f")]
     flags = EnrichmentFlags(find_email=True)
-    selection = select_campaign_leads(leads, flags, already_started={"lea_2"})
-    assert selection.lead_ids == ["lea_2"] and selection.not_needed == 1
+    worklist = campaign_worklist("cam_1", "all", leads, flags, started_before={"lea_2"})
+    assert list(worklist.items) == ["lea_2"] and worklist.not_needed == 1
+    assert [(row.line, row.key) for row in worklist.rows] == [(2, "lea_2")]
+
+
+def test_a_duplicate_in_a_campaign_export_is_rejected():
+    leads = [CampaignLead(_id="lea_1"), CampaignLead(_id="lea_bad/1"), CampaignLead(_id="lea_1")]
+    worklist = campaign_worklist("cam_1", "all", leads, EnrichmentFlags(find_email=True))
+    assert list(worklist.items) == ["lea_1"]
+    assert [(r.line, reason_kind(r.reason)) for r in worklist.rejected] == [
+        (2, "invalid"),
+        (3, "duplicate"),
+    ]
+
+
+def test_only_keeps_the_chosen_leads_at_their_export_position():
+    leads = [
+        CampaignLead(_id="lea_1"),
+        CampaignLead(_id="lea_2", email="has@mail.com"),
+        CampaignLead(_id="lea_3"),
+        CampaignLead(_id="lea_4"),
+        CampaignLead(_id="lea_3"),
+    ]
+    flags = EnrichmentFlags(find_email=True)
+    worklist = campaign_worklist(
+        "cam_1", "all", leads, flags, only=["lea_2", "lea_3", "lea_absent"]
+    )
+    assert list(worklist.items) == ["lea_3"]
+    assert worklist.not_needed == 1  # lea_2 already has an email; lea_1 and lea_4 not chosen
+    assert [(row.line, row.key, row.status) for row in worklist.rows] == [
+        (3, "lea_3", None),
+        (5, None, "rejected"),  # the export's duplicate of lea_3
+        (3, None, "rejected"),  # the third chosen id is not in the export: reported, not lost
+    ]
+    assert worklist.rows[-1].reason == "not a lead of campaign cam_1 with state=all"
+    everything = campaign_worklist("cam_1", "all", leads, flags, only=None)
+    assert list(everything.items) == ["lea_1", "lea_3", "lea_4"]
+    nothing = campaign_worklist("cam_1", "all", leads, flags, only=())
+    assert nothing.rows == [] and nothing.items == {} and nothing.not_needed == 0
+
+
+# ---------------------------------------------------------------------------- trial limits
+
+
+def test_limit_reports_the_rows_beyond_it_as_not_started():
+    values = ["lea_1", "lea_2", "lea_1", "bad/id", "lea_3", "lea_2", "lea_3"]
+    worklist = lead_ids_worklist(values)
+    worklist.limit(2, drop_others=False)
+    assert list(worklist.items) == ["lea_1", "lea_2"]
+    assert [(row.line, row.key, row.status) for row in worklist.rows] == [
+        (1, "lea_1", None),
+        (2, "lea_2", None),
+        (3, "lea_1", None),
+        (4, None, "rejected"),
+        (5, None, "not_started"),
+        (6, "lea_2", None),
+        (7, None, "not_started"),
+    ]
+    for row in (worklist.rows[4], worklist.rows[6]):
+        assert "limit 2" in row.reason
+    assert worklist.first_rows() == {"lea_1": 1, "lea_2": 2}
+    assert [r.line for r in worklist.rejected] == [4]  # not_started is not rejected
+
+
+def test_limit_drops_the_rows_beyond_it_for_a_campaign():
+    leads = [CampaignLead(_id=f"lea_{i}") for i in range(1, 5)] + [CampaignLead(_id="x/y")]
+    worklist = campaign_worklist("cam_1", "all", leads, EnrichmentFlags(find_email=True))
+    worklist.limit(2, drop_others=True)
+    assert list(worklist.items) == ["lea_1", "lea_2"]
+    assert [(row.line, row.key, row.status) for row in worklist.rows] == [
+        (1, "lea_1", None),
+        (2, "lea_2", None),
+        (5, None, "rejected"),
+    ]
+
+
+@pytest.mark.parametrize("count", [None, 3, 4])
+def test_limit_at_or_above_the_item_count_changes_nothing(count):
+    worklist = lead_ids_worklist(["lea_1", "lea_2", "", "lea_3", "lea_1"])
+    before = [(row.line, row.key, row.status, row.reason) for row in worklist.rows]
+    worklist.limit(count, drop_others=False)
+    assert list(worklist.items) == ["lea_1", "lea_2", "lea_3"]
+    assert [(row.line, row.key, row.status, row.reason) for row in worklist.rows] == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(list_values, max_size=30),
+    count=st.integers(1, 12),
+    drop_others=st.booleans(),
+    data=st.data(),
+)
+def test_limit_keeps_the_first_items_and_accounts_for_the_rest(values, count, drop_others, data):
+    worklist = lead_ids_worklist(with_repeats(values, data))
+    before = [(row.line, row.key, row.status, row.reason) for row in worklist.rows]
+    items, first = list(worklist.items), worklist.first_rows()
+    worklist.limit(count, drop_others=drop_others)
+
+    kept = items[:count]
+    assert list(worklist.items) == kept
+    assert worklist.first_rows() == {key: line for key, line in first.items() if key in kept}
+    expected = [r for r in before if r[1] is None or r[1] in kept or not drop_others]
+    after = [(row.line, row.key, row.status, row.reason) for row in worklist.rows]
+    assert [r[0] for r in after] == [r[0] for r in expected]
+    for (line, key, status, reason), now in zip(expected, after, strict=True):
+        if key is None or key in kept:
+            assert now == (line, key, status, reason)
+        else:
+            assert now[1:3] == (None, "not_started")
+            assert "limit" in now[3] and str(count) in now[3]
+
+
+# ---------------------------------------------------------------------------- sources
+
+
+@given(name=st.text(max_size=100))
+def test_source_slug_is_lowercase_letters_digits_and_dashes(name):
+    slug = Source("label", name).slug
+    assert re.fullmatch(r"[a-z0-9-]+", slug), slug
+    assert not slug.startswith("-") and len(slug) <= 60
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("cam_AbC 12", "cam-abc-12"),
+        ("Leads (2024)!", "leads-2024"),
+        ("élan", "lan"),
+        ("___", "input"),
+        ("", "input"),
+        ("x" * 80, "x" * 60),
+    ],
+)
+def test_source_slug_examples(name, slug):
+    assert Source("label", name).slug == slug
+
+
+def test_each_front_door_names_its_source(tmp_path):
+    path = tmp_path / "My Leads.csv"
+    path.write_text("lead_id\nlea_1\n", encoding="utf-8")
+    file_source = read_leads(path).source
+    assert (file_source.name, file_source.kind, file_source.slug) == (
+        "My Leads",
+        "input",
+        "my-leads",
+    )
+    assert str(path) in file_source.label
+    assert lead_ids_worklist(["lea_1"]).source.kind == "input"
+    campaign = campaign_worklist("cam_X1", "all", [], EnrichmentFlags(find_email=True)).source
+    assert (campaign.name, campaign.kind, campaign.slug) == ("cam_X1", "campaign", "cam-x1")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from prefect_lemlist.validation import validate_http_url, validate_id
+from prefect_lemlist.api.validation import validate_http_url, validate_id
 
 FORBIDDEN_CHARS = set("/?#\\")
 

@@ -1,9 +1,9 @@
 """Hardening of the webhook receiver: auth, size limits, bad bodies, idempotency, fuzzing.
 
 Most tests talk to a real `WebhookReceiver` (uvicorn on loopback) over HTTP, wired to a real
-`ResultCollector` the way `pipeline._maybe_webhook` wires it (the collector lives on the test's
-event loop, the receiver on its own thread). The fuzz test drives `create_webhook_app` through
-Starlette's `TestClient` so that hypothesis can try many inputs quickly.
+`ResultCollector` the way `EnrichmentRun._webhook` wires it (both on the test's event loop, as
+in a flow run). The fuzz test drives `create_webhook_app` through Starlette's `TestClient` so
+that hypothesis can try many inputs quickly.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,14 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from flows.enrich_campaign import enrich_campaign
 from prefect_lemlist import LemlistCredentials
-from prefect_lemlist.collector import ResultCollector
-from prefect_lemlist.models import Enrichment
+from prefect_lemlist.api.models import Enrichment
+from prefect_lemlist.flows import enrich_campaign
 from prefect_lemlist.pipeline import EnrichmentOptions
+from prefect_lemlist.pipeline.collect import ResultCollector
+from prefect_lemlist.pipeline.webhook import WEBHOOK_PATH, create_webhook_app
+from prefect_lemlist.pipeline.webhook_server import WebhookReceiver
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
-from prefect_lemlist.webhook import WEBHOOK_PATH, create_webhook_app
-from prefect_lemlist.webhook_server import WebhookReceiver
 
 FAR = 3600.0  # a webhook grace and a deadline far enough that the collector never polls
 
@@ -57,19 +57,21 @@ class Recorder:
 
 
 def bridge(collector: ResultCollector):
-    """The `on_result` of `pipeline._maybe_webhook`: deliver on the collector's own loop."""
-    loop = asyncio.get_running_loop()
+    """The `on_result` of `EnrichmentRun._webhook` (`collector.deliver`), recording its calls."""
     calls: list[Enrichment] = []
 
-    async def deliver(enrichment: Enrichment) -> bool:
-        return collector.deliver(enrichment)
-
-    def on_result(enrichment: Enrichment):
+    def on_result(enrichment: Enrichment) -> bool:
         calls.append(enrichment)
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(deliver(enrichment), loop))
+        return collector.deliver(enrichment)
 
     on_result.calls = calls  # type: ignore[attr-defined]
     return on_result
+
+
+def email_of(collector: ResultCollector, key: str) -> str | None:
+    collected = collector.results[key]
+    assert collected.kind == "finished" and collected.enrichment is not None
+    return collected.enrichment.email
 
 
 def item(enrichment_id: str, email: str | None = "ada@example.com") -> dict:
@@ -82,8 +84,14 @@ def payload(*items: dict, event: str = "enrichmentDone") -> dict:
 
 
 def with_token(receiver: WebhookReceiver, token: str | None) -> str:
-    base = receiver.webhook_url.split("?", 1)[0]
+    """The query-string form of the webhook URL (still accepted) with `token`."""
+    base = receiver.base_url + WEBHOOK_PATH
     return base if token is None else f"{base}?{httpx.QueryParams({'token': token})}"
+
+
+def in_path(receiver: WebhookReceiver, token: str) -> str:
+    """The path form of the webhook URL (what lemlist is given) with `token`."""
+    return f"{receiver.base_url}/lemlist/{token}"
 
 
 @pytest.fixture
@@ -107,11 +115,14 @@ async def http():
         "other_param_name",
         "token_in_header_only",
         "token_in_body_only",
+        "path_wrong_same_length",
+        "path_prefix",
+        "path_upper_cased",
     ],
 )
 async def test_missing_or_wrong_token_is_401_and_records_nothing(http, case):
     recorder = Recorder()
-    with WebhookReceiver(recorder) as receiver:
+    async with WebhookReceiver(recorder) as receiver:
         token = receiver.token
         headers: dict[str, str] = {}
         body = payload(item("enr_auth1"))
@@ -133,6 +144,12 @@ async def test_missing_or_wrong_token_is_401_and_records_nothing(http, case):
         elif case == "token_in_header_only":
             url = with_token(receiver, None)
             headers = {"Authorization": f"Bearer {token}", "X-Token": token, "Token": token}
+        elif case == "path_wrong_same_length":
+            url = in_path(receiver, ("A" if token[0] != "A" else "B") + token[1:])
+        elif case == "path_prefix":
+            url = in_path(receiver, token[:-1])
+        elif case == "path_upper_cased":
+            url = in_path(receiver, token.upper())
         else:
             url = with_token(receiver, None)
             body = {**body, "token": token}
@@ -147,26 +164,26 @@ async def test_wrong_token_changes_nothing_in_a_real_collector(http):
     collector = new_collector()
     collector.add("lea_1", "enr_1", started_at=time.monotonic())
     on_result = bridge(collector)
-    with WebhookReceiver(on_result) as receiver:
+    async with WebhookReceiver(on_result) as receiver:
         answer = await http.post(with_token(receiver, "guess"), json=payload(item("enr_1")))
         unknown = await http.post(with_token(receiver, "guess"), json=payload(item("enr_2")))
     assert answer.status_code == unknown.status_code == 401
     assert on_result.calls == []
-    assert collector.outcomes == {} and collector.pending == 1
+    assert collector.results == {} and collector.pending == 1
     assert collector._early == {}  # an unauthenticated caller cannot fill the early buffer
 
 
 async def test_correct_token_records_the_result(http):
     collector = new_collector()
     collector.add("lea_1", "enr_1", started_at=time.monotonic())
-    with WebhookReceiver(bridge(collector)) as receiver:
+    async with WebhookReceiver(bridge(collector)) as receiver:
         answer = await http.post(receiver.webhook_url, json=payload(item("enr_1")))
         stats = receiver.stats
     assert answer.status_code == 200
     assert answer.json() == {"received": 1, "accepted": 1}
-    outcome = collector.outcomes["lea_1"]
-    assert (outcome.status, outcome.email, outcome.enrichment_id) == (
-        "done",
+    collected = collector.results["lea_1"]
+    assert (collected.kind, email_of(collector, "lea_1"), collected.enrichment_id) == (
+        "finished",
         "ada@example.com",
         "enr_1",
     )
@@ -181,7 +198,7 @@ async def test_duplicate_deliveries_are_idempotent(http):
     collector = new_collector()
     for n in range(3):
         collector.add(f"lea_{n}", f"enr_{n}", started_at=time.monotonic())
-    with WebhookReceiver(bridge(collector)) as receiver:
+    async with WebhookReceiver(bridge(collector)) as receiver:
         first = await http.post(receiver.webhook_url, json=payload(item("enr_0")))
         again = await http.post(receiver.webhook_url, json=payload(item("enr_0", email="x@y.z")))
         # the same result twice in one body, and many concurrent copies of another
@@ -195,8 +212,8 @@ async def test_duplicate_deliveries_are_idempotent(http):
     assert twice.json() == {"received": 2, "accepted": 1}
     assert all(answer.status_code == 200 for answer in burst)
     assert sum(answer.json()["accepted"] for answer in burst) == 1
-    assert sorted(collector.outcomes) == ["lea_0", "lea_1", "lea_2"]
-    assert collector.outcomes["lea_0"].email == "ada@example.com"  # the first one wins
+    assert sorted(collector.results) == ["lea_0", "lea_1", "lea_2"]
+    assert email_of(collector, "lea_0") == "ada@example.com"  # the first one wins
     assert collector.stats.results_from_webhook == 3
     assert collector.stats.webhook_duplicates == 1 + 1 + 19
     assert stats.accepted == 3 and collector.pending == 0
@@ -205,10 +222,10 @@ async def test_duplicate_deliveries_are_idempotent(http):
 async def test_out_of_order_deliveries_are_idempotent(http):
     """Results arriving before their batch returned, in-progress notices, then duplicates."""
     collector = new_collector()
-    with WebhookReceiver(bridge(collector)) as receiver:
+    async with WebhookReceiver(bridge(collector)) as receiver:
         early = await http.post(receiver.webhook_url, json=payload(item("enr_a")))
         early_again = await http.post(receiver.webhook_url, json=payload(item("enr_a")))
-        assert collector.outcomes == {}  # kept until its lead is known
+        assert collector.results == {}  # kept until its lead is known
         collector.add("lea_a", "enr_a", started_at=time.monotonic())
         after = await http.post(receiver.webhook_url, json=payload(item("enr_a")))
 
@@ -224,8 +241,8 @@ async def test_out_of_order_deliveries_are_idempotent(http):
     assert after.json()["accepted"] == 0
     assert both.json() == {"received": 3, "accepted": 2}
     assert late.json() == {"received": 2, "accepted": 0}
-    assert sorted(collector.outcomes) == ["lea_a", "lea_b", "lea_c"]
-    assert {o.status for o in collector.outcomes.values()} == {"done"}
+    assert sorted(collector.results) == ["lea_a", "lea_b", "lea_c"]
+    assert {c.kind for c in collector.results.values()} == {"finished"}
     assert collector.stats.results_from_webhook == 3
     assert collector.pending == 0 and collector._early == {}
 
@@ -235,14 +252,14 @@ async def test_unknown_enrichment_ids_are_ignored_and_logged(http, caplog):
     collector = new_collector()
     collector.add("lea_k", "enr_known", started_at=time.monotonic())
     collector.close()  # no more enrichments will be added: an unknown id is unknown for good
-    with WebhookReceiver(bridge(collector)) as receiver:
+    async with WebhookReceiver(bridge(collector)) as receiver:
         answer = await http.post(
             receiver.webhook_url, json=payload(item("enr_stranger"), item("enr_known"))
         )
         stats = receiver.stats
     assert answer.status_code == 200
     assert answer.json() == {"received": 2, "accepted": 1}
-    assert list(collector.outcomes) == ["lea_k"]
+    assert list(collector.results) == ["lea_k"]
     assert collector.stats.webhook_unknown == 1 and collector._early == {}
     assert stats.ignored == 1
     records = [
@@ -256,7 +273,7 @@ async def test_unknown_enrichment_ids_are_ignored_and_logged(http, caplog):
 
 async def test_ignored_result_from_a_plain_callback_is_logged(http, caplog):
     caplog.set_level(logging.INFO, logger="prefect_lemlist.webhook")
-    with WebhookReceiver(lambda enrichment: False) as receiver:
+    async with WebhookReceiver(lambda enrichment: False) as receiver:
         answer = await http.post(receiver.webhook_url, json=payload(item("enr_nobody")))
     assert answer.json() == {"received": 1, "accepted": 0}
     assert any(
@@ -275,7 +292,7 @@ async def test_body_over_the_limit_with_content_length_is_413(http):
     limit = 1000
     body = json.dumps(payload(item("enr_big"))).encode()
     exact = body + b" " * (limit - len(body))  # exactly at the limit: accepted
-    with WebhookReceiver(recorder, max_body_bytes=limit) as receiver:
+    async with WebhookReceiver(recorder, max_body_bytes=limit) as receiver:
         at_limit = await http.post(receiver.webhook_url, content=exact)
         over = await http.post(receiver.webhook_url, content=exact + b" ")
         huge = await http.post(receiver.webhook_url, content=b"[" + b"0," * 500_000 + b"0]")
@@ -301,7 +318,7 @@ async def test_body_over_the_limit_streamed_without_content_length_is_413(http):
             sent.append(size)
             yield piece
 
-    with WebhookReceiver(recorder, max_body_bytes=limit) as receiver:
+    async with WebhookReceiver(recorder, max_body_bytes=limit) as receiver:
         request = http.build_request("POST", receiver.webhook_url, content=chunks(limit + 1))
         assert "content-length" not in request.headers
         assert request.headers.get("transfer-encoding") == "chunked"
@@ -340,7 +357,7 @@ def test_unusable_content_length_is_refused(declared):
 )
 async def test_non_json_body_is_400(http, body):
     recorder = Recorder()
-    with WebhookReceiver(recorder) as receiver:
+    async with WebhookReceiver(recorder) as receiver:
         answer = await http.post(
             receiver.webhook_url, content=body, headers={"content-type": "application/json"}
         )
@@ -366,7 +383,7 @@ async def test_non_json_body_is_400(http, body):
 )
 async def test_json_without_a_data_list_is_400(http, value):
     recorder = Recorder()
-    with WebhookReceiver(recorder) as receiver:
+    async with WebhookReceiver(recorder) as receiver:
         answer = await http.post(receiver.webhook_url, json=value)
     assert answer.status_code == 400
     assert recorder.calls == []
@@ -376,7 +393,7 @@ async def test_deeply_nested_json_is_refused_not_a_server_error(http):
     """A small body that Python's json module cannot decode without a RecursionError."""
     recorder = Recorder()
     body = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    with WebhookReceiver(recorder) as receiver:
+    async with WebhookReceiver(recorder) as receiver:
         try:
             answer = await http.post(receiver.webhook_url, content=body)
             status, text = answer.status_code, answer.text[:200]
@@ -392,7 +409,7 @@ async def test_deeply_nested_json_is_refused_not_a_server_error(http):
 async def test_unparseable_items_are_skipped_and_the_rest_recorded(http):
     recorder = Recorder()
     body = {"data": [None, 1, "enr_x", {"no": "id"}, {"id": 5}, item("enr_ok"), []]}
-    with WebhookReceiver(recorder) as receiver:
+    async with WebhookReceiver(recorder) as receiver:
         answer = await http.post(receiver.webhook_url, json=body)
         stats = receiver.stats
     assert answer.status_code == 200
@@ -406,20 +423,20 @@ async def test_arrays_of_any_length(http, count):
     collector = new_collector()
     for n in range(count):
         collector.add(f"lea_{n}", f"enr_{n}", started_at=time.monotonic())
-    with WebhookReceiver(bridge(collector)) as receiver:
+    async with WebhookReceiver(bridge(collector)) as receiver:
         answer = await http.post(
             receiver.webhook_url, json=payload(*(item(f"enr_{n}") for n in range(count)))
         )
     assert answer.status_code == 200
     assert answer.json() == {"received": count, "accepted": count}
-    assert sorted(collector.outcomes) == sorted(f"lea_{n}" for n in range(count))
-    assert all(o.status == "done" for o in collector.outcomes.values())
+    assert sorted(collector.results) == sorted(f"lea_{n}" for n in range(count))
+    assert all(email_of(collector, key) == "ada@example.com" for key in collector.results)
     assert collector.pending == 0
 
 
 async def test_a_single_object_as_data_is_one_result(http):
     recorder = Recorder()
-    with WebhookReceiver(recorder) as receiver:
+    async with WebhookReceiver(recorder) as receiver:
         answer = await http.post(receiver.webhook_url, json={"data": item("enr_single")})
     assert answer.json() == {"received": 1, "accepted": 1}
     assert [e.enrichment_id for e in recorder.calls] == ["enr_single"]
@@ -435,15 +452,16 @@ async def test_enrichment_error_gives_a_failed_enrichment(http):
         recorder(enrichment)
         return forward(enrichment)
 
-    with WebhookReceiver(on_result) as receiver:
+    async with WebhookReceiver(on_result) as receiver:
         answer = await http.post(
             receiver.webhook_url, json=payload(item("enr_e"), event="enrichmentError")
         )
     assert answer.json() == {"received": 1, "accepted": 1}
     [enrichment] = recorder.calls
     assert not enrichment.done and not enrichment.in_progress and enrichment.status != "done"
-    outcome = collector.outcomes["lea_e"]
-    assert outcome.status == "failed" and outcome.error
+    collected = collector.results["lea_e"]
+    assert collected.kind == "finished" and collected.enrichment is not None
+    assert not collected.enrichment.done  # reported `failed` by the pipeline
 
 
 # ---------------------------------------------------------------------------- binding, URL, methods
@@ -455,11 +473,12 @@ async def test_binds_loopback_with_a_long_random_token_per_receiver(http):
     assert len(set(tokens)) == 3
     for receiver in receivers:
         assert len(receiver.token) >= 43  # 256 bits, url-safe base64
-        with receiver:
+        async with receiver:
             parts = urlsplit(receiver.webhook_url)
             assert parts.hostname == "127.0.0.1"
-            assert parts.port and parts.path == WEBHOOK_PATH
-            assert parse_qs(parts.query) == {"token": [receiver.token]}
+            # the token travels in the path (nothing confirms lemlist keeps a query string)
+            assert parts.port and parts.path == f"/lemlist/{receiver.token}"
+            assert parts.query == ""
             assert receiver.token not in repr(receiver)
             ok = await http.post(receiver.webhook_url, json=payload())
             assert ok.status_code == 200
@@ -467,6 +486,10 @@ async def test_binds_loopback_with_a_long_random_token_per_receiver(http):
                 if other != receiver.token:  # another receiver's token is refused here
                     refused = await http.post(with_token(receiver, other), json=payload())
                     assert refused.status_code == 401
+                    refused = await http.post(in_path(receiver, other), json=payload())
+                    assert refused.status_code == 401
+            ok = await http.post(with_token(receiver, receiver.token), json=payload())
+            assert ok.status_code == 200  # the query form is still accepted
 
 
 async def test_public_url_replaces_the_host_but_keeps_the_token():
@@ -475,15 +498,15 @@ async def test_public_url_replaces_the_host_but_keeps_the_token():
     assert (parts.scheme, parts.hostname, parts.path) == (
         "https",
         "hooks.example.com",
-        WEBHOOK_PATH,
+        f"/lemlist/{receiver.token}",
     )
-    assert parse_qs(parts.query) == {"token": [receiver.token]}
+    assert parts.query == ""
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 async def test_other_methods_are_405(http, method):
     recorder = Recorder()
-    with WebhookReceiver(recorder) as receiver:
+    async with WebhookReceiver(recorder) as receiver:
         answer = await http.request(
             method, receiver.webhook_url, content=json.dumps(payload(item("enr_m")))
         )

@@ -8,16 +8,32 @@ Example:
 
 from prefect_lemlist.sandbox.config import DEFAULT_API_KEY, SandboxConfig
 from prefect_lemlist.sandbox.data import LeadKind, SandboxLead
+from prefect_lemlist.sandbox.people import (
+    PersonTruth,
+    generate_people,
+    normalize_inputs,
+    person_key,
+    person_truth,
+    row_inputs,
+    write_people_file,
+)
 from prefect_lemlist.sandbox.server import Sandbox, run_sandbox
 from prefect_lemlist.sandbox.state import SandboxStats, WebhookDelivery
 
 __all__ = [
     "DEFAULT_API_KEY",
     "LeadKind",
+    "PersonTruth",
     "Sandbox",
     "SandboxConfig",
     "SandboxLead",
     "SandboxStats",
     "WebhookDelivery",
+    "generate_people",
+    "normalize_inputs",
+    "person_key",
+    "person_truth",
+    "row_inputs",
     "run_sandbox",
+    "write_people_file",
 ]

@@ -1,6 +1,8 @@
 """Command line: `python -m prefect_lemlist.sandbox --port 8787 --leads 200 --seed 1`.
 
 Starts a sandbox, prints how to reach it, and serves until Ctrl-C (or SIGTERM).
+`--people N --people-file PATH` also writes a seeded people file (CSV or JSON Lines); with
+`--no-serve` it only writes that file and exits.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 
 from prefect_lemlist.sandbox.app import add_admin_routes
 from prefect_lemlist.sandbox.config import DEFAULT_API_KEY, SandboxConfig
+from prefect_lemlist.sandbox.people import generate_people, write_people_file
 from prefect_lemlist.sandbox.server import Sandbox
 
 
@@ -67,6 +70,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault-slow-rate", type=float, default=0.0, help="chance of a slow answer"
     )
     parser.add_argument(
+        "--people",
+        type=int,
+        default=None,
+        metavar="N",
+        help="write N seeded people (CRM-like rows) to --people-file",
+    )
+    parser.add_argument("--people-file", default=None, metavar="PATH", help="people file path")
+    parser.add_argument(
+        "--people-format",
+        choices=("csv", "jsonl"),
+        default="csv",
+        help="people file format (default csv)",
+    )
+    parser.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="only write the people file, then exit (needs --people and --people-file)",
+    )
+    parser.add_argument(
+        "--state-file",
+        default=None,
+        metavar="PATH",
+        help="load the sandbox's world from this JSON file if it exists, save it on exit",
+    )
+    parser.add_argument("--team-id", default=None, help="team id of GET /team (tea_...)")
+    parser.add_argument(
         "--admin",
         action="store_true",
         help="also serve GET /_sandbox/stats (unauthenticated JSON statistics, for benchmarks)",
@@ -98,7 +127,28 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         fault_drop_rate=args.fault_drop_rate,
         fault_429_rate=args.fault_429_rate,
         fault_slow_rate=args.fault_slow_rate,
+        state_file=args.state_file,
+        team_id=args.team_id,
     )
+
+
+def write_people(args: argparse.Namespace) -> str | None:
+    """Write the people file asked for by `--people` / `--people-file`, if any.
+
+    Args:
+        args: the parsed CLI arguments.
+
+    Returns:
+        The written path, or None when no people file was asked for.
+    """
+    if args.people is None:
+        return None
+    rows = generate_people(args.people, seed=args.seed)
+    path = write_people_file(args.people_file, rows, format=args.people_format)
+    print(
+        f"Wrote {len(rows)} people ({args.people_format}, seed {args.seed}) to {path}", flush=True
+    )
+    return str(path)
 
 
 def _print_banner(sandbox: Sandbox) -> None:
@@ -109,6 +159,7 @@ def _print_banner(sandbox: Sandbox) -> None:
         f"API key:     {sandbox.api_key}",
         f"Campaign id: {sandbox.campaign_id}",
         f"Leads:       {len(sandbox.leads)} (seed {sandbox.config.seed})",
+        f"Team id:     {sandbox.team_id}",
         "Example:",
         f'  curl -u ":{sandbox.api_key}" "{sandbox.base_url}/campaigns/{sandbox.campaign_id}'
         f'/export/leads?state=all&format=json"',
@@ -116,6 +167,8 @@ def _print_banner(sandbox: Sandbox) -> None:
         f'"{sandbox.base_url}/leads/{lead}/enrich?findEmail=true"',
         "Press Ctrl-C to stop.",
     ]
+    if sandbox.config.state_file:
+        lines.insert(-1, f"State file:  {sandbox.config.state_file} (saved on exit)")
     for line in lines:
         print(line, flush=True)
 
@@ -127,15 +180,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: arguments (default: `sys.argv[1:]`).
 
     Returns:
-        The exit code (0 after Ctrl-C/SIGTERM, 1 when it cannot start, 2 on a bad
-        configuration).
+        The exit code (0 after Ctrl-C/SIGTERM, or once the people file is written with
+        `--no-serve`; 1 when it cannot start or write; 2 on a bad configuration or state file).
     """
     args = build_parser().parse_args(argv)
+    if args.people is not None and (args.people < 0 or not args.people_file):
+        print("--people needs N >= 0 and --people-file PATH", file=sys.stderr)
+        return 2
+    if args.no_serve and args.people is None:
+        print("--no-serve only makes sense with --people and --people-file", file=sys.stderr)
+        return 2
     try:
         config = config_from_args(args)
     except ValidationError as exc:
         print(f"invalid sandbox configuration:\n{exc}", file=sys.stderr)
         return 2
+    try:
+        write_people(args)
+    except OSError as exc:
+        print(f"cannot write the people file {args.people_file}: {exc}", file=sys.stderr)
+        return 1
+    if args.no_serve:
+        return 0
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -143,7 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    sandbox = Sandbox(config)
+    try:
+        sandbox = Sandbox(config)
+    except ValueError as exc:
+        print(f"cannot load the sandbox state: {exc}", file=sys.stderr)
+        return 2
     if args.admin:
         add_admin_routes(sandbox.app)
     try:

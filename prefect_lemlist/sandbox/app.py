@@ -8,7 +8,9 @@ import binascii
 import contextlib
 import csv
 import functools
+import inspect
 import io
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from prefect_lemlist.sandbox.people import INPUT_KEYS
 from prefect_lemlist.sandbox.state import (
     Admission,
     Reply,
@@ -235,7 +238,10 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "").strip().lower() == "true"
 
 
-Work = Callable[[Request], Reply | Response]
+WORKFLOW_QUERY_FLAGS = ("findEmail", "verifyEmail", "linkedinEnrichment", "findPhone")
+"""Query flags of the enrich routes."""
+
+Work = Callable[[Request], Reply | Response | Awaitable[Reply | Response]]
 
 
 class SandboxEndpoints:
@@ -263,7 +269,7 @@ class SandboxEndpoints:
         key = parse_basic_auth(request.headers.get("authorization"))
         if key is None:
             return self._sent(PlainTextResponse("Unauthorized", status_code=401))
-        if not state.is_valid_key(key):
+        if not state.authenticate(key):
             return self._sent(
                 PlainTextResponse("The authentication you supplied is incorrect", status_code=401)
             )
@@ -305,6 +311,8 @@ class SandboxEndpoints:
         if lead_id is not None:
             state.record_enrich_processed(lead_id)
         result = work(request)
+        if inspect.isawaitable(result):
+            result = await result
         response = _reply_response(result) if isinstance(result, Reply) else result
         response.headers.update(headers)
         return self._sent(response)
@@ -347,20 +355,84 @@ class SandboxEndpoints:
         return await self._handle(request, "enrich_get", "GET", work)
 
     async def export_leads(self, request: Request) -> Response:
-        """`GET /campaigns/{campaignId}/export/leads`."""
+        """`GET /campaigns/{campaignId}/export/leads` (the v1 path; see `export_route`)."""
+        cfg = self.state.config
+        if cfg.export_route == "v2":
+            return self._missing_route(cfg.export_v1_missing_status)
+        return await self._export(request)
+
+    async def export_leads_v2(self, request: Request) -> Response:
+        """`GET /v2/campaigns/{campaignId}/export/leads` (only with `export_route` v2/both)."""
+        if self.state.config.export_route == "v1":
+            return self._missing_route(200)
+        return await self._export(request)
+
+    def _missing_route(self, status: int) -> Response:
+        """Answer a path that does not exist: lemlist's HTML app page, or a plain error."""
+        self.state.record_request("catch_all")
+        if status == 200:
+            return self._sent(Response(LEMLIST_APP_PAGE, media_type="text/html"))
+        return self._sent(PlainTextResponse("Not Found", status_code=status))
+
+    async def _export(self, request: Request) -> Response:
         campaign_id = request.path_params["campaign_id"]
 
         def work(req: Request) -> Reply | Response:
-            if campaign_id != self.state.campaign.campaign_id:
+            if not self.state.has_campaign(campaign_id):
                 return Reply(404, "Campaign not found", is_json=False)
             raw = req.query_params.get("state")
             states = [s.strip() for s in raw.split(",") if s.strip()] if raw else []
-            rows = self.state.export_rows(states)
+            rows = self.state.export_rows(states, campaign_id)
             if req.query_params.get("format", "").strip().lower() == "json":
                 return JSONResponse(rows)
             return Response(_rows_to_csv(rows), media_type="text/csv")
 
         return await self._handle(request, "export", "GET", work)
+
+    async def enrich_data(self, request: Request) -> Response:
+        """`POST /enrich`: enrich one person given by query inputs (not a lead)."""
+
+        def work(req: Request) -> Reply:
+            params = req.query_params
+            return self.state.start_data_enrichment(
+                {flag: _flag(req, flag) for flag in WORKFLOW_QUERY_FLAGS},
+                {key: params[key] for key in INPUT_KEYS if key in params},
+                params.get("webhookUrl"),
+            )
+
+        return await self._handle(request, "enrich_data", "POST", work)
+
+    async def bulk_enrich(self, request: Request) -> Response:
+        """`POST /v2/enrichments/bulk`: up to 500 enrichments in one request."""
+
+        async def work(req: Request) -> Reply:
+            raw = await req.body()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return Reply(400, {"error": "WRONG_BODY_FORMAT"})
+            return self.state.start_bulk(body, req.query_params.get("webhookUrl"))
+
+        return await self._handle(request, "bulk", "POST", work)
+
+    async def team(self, request: Request) -> Response:
+        """`GET /team`: the team every API key of the sandbox belongs to."""
+
+        def work(req: Request) -> Reply:
+            v2 = req.query_params.get("version", "").strip().lower() == "v2"
+            return Reply(200, self.state.team_body(v2=v2))
+
+        return await self._handle(request, "team", "GET", work)
+
+    async def lead_by_email(self, request: Request) -> Response:
+        """`GET /leads/{email}` (`version=v2`: one item per campaign the email is in)."""
+        email = request.path_params["email"]
+
+        def work(req: Request) -> Reply:
+            v2 = req.query_params.get("version", "").strip().lower() == "v2"
+            return self.state.leads_by_email(email, v2=v2)
+
+        return await self._handle(request, "lead_by_email", "GET", work)
 
     async def team_credits(self, request: Request) -> Response:
         """`GET /team/credits`."""
@@ -533,8 +605,13 @@ def create_app(
     handlers: list[tuple[str, Callable[[Request], Awaitable[Response]]]] = [
         ("/leads/{lead_id}/enrich", endpoints.enrich_lead),
         ("/enrich/{enrich_id}", endpoints.get_enrichment),
+        ("/enrich", endpoints.enrich_data),
+        ("/v2/enrichments/bulk", endpoints.bulk_enrich),
         ("/campaigns/{campaign_id}/export/leads", endpoints.export_leads),
+        ("/v2/campaigns/{campaign_id}/export/leads", endpoints.export_leads_v2),
         ("/team/credits", endpoints.team_credits),
+        ("/team", endpoints.team),
+        ("/leads/{email}", endpoints.lead_by_email),
     ]
     routes = [
         Route(prefix + path + slash, handler, methods=ALL_METHODS)

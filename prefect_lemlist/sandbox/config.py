@@ -9,14 +9,45 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 DEFAULT_API_KEY = "sandbox-api-key"
 """The API key a sandbox accepts when `SandboxConfig.api_keys` is not given."""
 
-RouteName = Literal["enrich_post", "enrich_get", "export", "credits"]
+RouteName = Literal[
+    "enrich_post",
+    "enrich_get",
+    "export",
+    "credits",
+    "enrich_data",
+    "bulk",
+    "team",
+    "lead_by_email",
+]
 """Names of the emulated lemlist routes (used by `fault_routes` and the request statistics)."""
 
-ALL_ROUTES: frozenset[str] = frozenset({"enrich_post", "enrich_get", "export", "credits"})
+ALL_ROUTES: frozenset[str] = frozenset(
+    {
+        "enrich_post",
+        "enrich_get",
+        "export",
+        "credits",
+        "enrich_data",
+        "bulk",
+        "team",
+        "lead_by_email",
+    }
+)
 """Every route name a fault can be applied to."""
 
 MalformedKind = Literal["html", "invalid_json", "wrong_shape", "empty", "huge"]
 """Kinds of malformed 200 answers the sandbox can inject."""
+
+WebhookBodyStyle = Literal[
+    "documented", "empty_data", "nulls", "not_found_flags", "unknown_keys", "polling_keys"
+]
+"""Shapes of the per-enrichment `data` object of webhook bodies (`webhook_body_style`)."""
+
+OutOfCreditsAnswer = Literal["400", "402", "accept_then_fail"]
+"""How an enrichment start is answered once the team has no credits left."""
+
+ExportRoute = Literal["v1", "v2", "both"]
+"""Which campaign-export paths exist (`export_route`)."""
 
 
 def _default_api_keys() -> list[str]:
@@ -64,6 +95,40 @@ class SandboxConfig(BaseModel):
         enrichment_never_finish_rate: chance an enrichment stays in progress forever.
         webhook_duplicate_rate: chance a webhook is delivered twice.
         webhook_allowed_hosts: the only hosts the sandbox ever POSTs webhooks to.
+        team_id: the team (`tea_…`) every API key belongs to (`GET /team`); None: a random
+            team per sandbox (clients keep per-team records; give one to share them).
+        linkedin_credits: credits charged per `linkedin_enrichment` (lemlist help: 1, older: 2).
+        webhook_body_style: shape of each webhook item's `data` (polling never changes):
+            `documented` (default; `find_email`, `verify`, `find_phone`, `linkedin_enrichment`
+            keys as in the API notes), `empty_data` (`{}`), `nulls` (each requested workflow
+            key with value null), `not_found_flags` (not-found results as `{"notFound": true}`
+            only, found ones as documented), `unknown_keys` (results under keys a client cannot
+            know: `emailFinder`, `emailVerifier`, `linkedinEnricher`, `phoneFinder`),
+            `polling_keys` (the polling `data` object: `email`, `phone`, `linkedin`).
+        webhook_strip_query: drop the query string of the webhookUrl when calling it (like a
+            proxy that loses it). Default False.
+        out_of_credits_answer: how an enrichment start (lead route, `POST /enrich`, bulk) is
+            answered once the team's credits are <= 0: `400` (default; 400 text/plain
+            `Not enough credits`), `402` (402 text `Payment Required: not enough credits`),
+            `accept_then_fail` (200 with an id; the enrichment ends `error` with an
+            `enrichmentError` webhook, nothing charged). For bulk, 400/402 refuse the whole
+            request. An enrichment costing more than what is left still ends `error` when it
+            finishes, whatever this knob.
+        revoke_key_after_requests: after this many authenticated requests of the first API key
+            (counted since the sandbox started, or across restarts with `state_file`), that
+            key answers 401 `The authentication you supplied is incorrect` everywhere; other
+            keys keep working. None (default): never.
+        export_route: which export path exists: `v1` (default;
+            `/campaigns/{id}/export/leads` only), `v2` (`/v2/campaigns/{id}/export/leads` only)
+            or `both`. A missing path answers like an unknown path.
+        export_v1_missing_status: status of the v1 export path when it does not exist: 200
+            (default; lemlist's HTML app page, like any unknown path) or e.g. 404 (text/plain
+            `Not Found`).
+        state_file: JSON file holding the mutable world (contacts, enrichments with their fate
+            and due time, running map, not-found and LinkedIn marks, credits, added campaigns,
+            API keys and key usage, RNG positions). Loaded at start when it exists (its API
+            keys and credits then win over `api_keys` and `credits`), saved atomically on
+            `Sandbox.stop()` and after `Sandbox.configure`. None (default): in memory only.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -93,6 +158,15 @@ class SandboxConfig(BaseModel):
     enrichment_never_finish_rate: float = Field(default=0.0, ge=0, le=1)
     webhook_duplicate_rate: float = Field(default=0.0, ge=0, le=1)
     webhook_allowed_hosts: set[str] = Field(default_factory=_default_webhook_hosts)
+    team_id: str | None = Field(default=None, min_length=1)
+    linkedin_credits: int = Field(default=1, ge=0)
+    webhook_body_style: WebhookBodyStyle = "documented"
+    webhook_strip_query: bool = False
+    out_of_credits_answer: OutOfCreditsAnswer = "400"
+    revoke_key_after_requests: int | None = Field(default=None, ge=0)
+    export_route: ExportRoute = "v1"
+    export_v1_missing_status: int = Field(default=200, ge=200, le=599)
+    state_file: str | None = Field(default=None, min_length=1)
 
     @field_validator("api_keys")
     @classmethod
@@ -116,6 +190,13 @@ class SandboxConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown route names {sorted(unknown)}; known: {sorted(ALL_ROUTES)}")
         return set(routes)
+
+    @field_validator("export_v1_missing_status")
+    @classmethod
+    def _missing_status(cls, status: int) -> int:
+        if status != 200 and not 400 <= status <= 599:
+            raise ValueError("export_v1_missing_status must be 200 or a 4xx/5xx status")
+        return status
 
     @field_validator("webhook_allowed_hosts")
     @classmethod

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from prefect_lemlist.asgi_thread import ThreadedASGIServer
 from prefect_lemlist.sandbox.app import AppRuntime, ConnectionRegistry, create_app
 from prefect_lemlist.sandbox.config import SandboxConfig
 from prefect_lemlist.sandbox.data import SandboxLead
-from prefect_lemlist.sandbox.state import Contact, Enrichment, SandboxState, SandboxStats
+from prefect_lemlist.sandbox.state import (
+    Contact,
+    Enrichment,
+    PersonLead,
+    SandboxState,
+    SandboxStats,
+)
+from prefect_lemlist.sandbox.threaded_server import ThreadedASGIServer
 
 BACKLOG = 4096
 KEEP_ALIVE_SECONDS = 75  # longer than httpx's 5 s pool expiry: no keep-alive close race
@@ -87,6 +93,16 @@ class Sandbox:
         return self._state.campaign.campaign_id
 
     @property
+    def campaign_ids(self) -> list[str]:
+        """Every campaign id: the seeded one first, then `add_campaign_from_people` ones."""
+        return self._state.campaign_ids
+
+    @property
+    def team_id(self) -> str:
+        """The team (`tea_…`) every API key belongs to (`GET /team`)."""
+        return self._state.team_id
+
+    @property
     def leads(self) -> list[SandboxLead]:
         """The seeded leads with their hidden truth (ground truth for tests)."""
         return list(self._state.leads)
@@ -117,6 +133,34 @@ class Sandbox:
     def enrichment(self, enrichment_id: str) -> Enrichment | None:
         """The server-side record of an enrichment, or None."""
         return self._state.enrichment(enrichment_id)
+
+    def person_lead(self, lead_id: str) -> PersonLead | None:
+        """The lead of a people campaign with this id (its person key and inputs), or None."""
+        return self._state.person_lead(lead_id)
+
+    def add_campaign_from_people(
+        self, rows: Sequence[Mapping[str, str]], name: str | None = None
+    ) -> tuple[str, list[str]]:
+        """Create a campaign whose leads are these people (one lead per row).
+
+        Each row gets a new `lea_` id; rows of the same `person_key` (in this call or an
+        earlier one) share one `ctc_` contact, like lemlist. The leads' enrichments
+        (`POST /leads/{id}/enrich`) use `person_truth` of the row's inputs, so they agree with
+        `POST /enrich` and bulk enrichments of the same people. The export route serves the
+        campaign, and `GET /leads/{email}` lists its leads.
+
+        Args:
+            rows: people rows (`generate_people` shape).
+            name: campaign name (default `People campaign N`).
+
+        Returns:
+            (campaign id, lead ids in row order).
+        """
+        return self._state.add_campaign_from_people(rows, name)
+
+    def save_state(self) -> None:
+        """Write the state file now (no-op without `SandboxConfig.state_file`)."""
+        self._state.save()
 
     # ------------------------------------------------------------------ knobs and stats
 
@@ -169,10 +213,14 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
-        """Shut the server down cleanly and wait for its thread (idempotent)."""
+        """Shut the server down cleanly and wait for its thread (idempotent).
+
+        Then saves the state file when `SandboxConfig.state_file` is set.
+        """
         self._runtime.request_stop()  # wakes slow requests so shutdown is quick
         if self._server is not None:
             self._server.stop()
+        self._state.save()
 
     def __enter__(self) -> Sandbox:
         return self.start()

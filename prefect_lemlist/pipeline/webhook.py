@@ -1,33 +1,38 @@
-"""A small receiver for lemlist's per-request `webhookUrl` callbacks.
+"""The ASGI app that receives lemlist's per-request `webhookUrl` callbacks.
 
 lemlist POSTs `{"data": [{"id": "enr_…", "data": {...}}], "type": "enrichmentDone"}` to the
 `webhookUrl` given with each enrichment. lemlist signs nothing, so the URL carries an unguessable
-token (`?token=…`) that is compared in constant time; a request without it changes nothing.
-Bodies are size-limited, must be JSON, and may hold any number of results; duplicates and
-unknown ids are ignored.
+token, in its path (`/lemlist/<token>`: nothing confirms lemlist keeps a webhook URL's query
+string) or, as before, in the query string (`/lemlist/webhook?token=…`); it is compared in
+constant time and a request without it changes nothing. Bodies are size-limited, must be JSON, and
+may hold any number of results; duplicates and unknown ids are ignored.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
+import inspect
 import json
 import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from prefect_lemlist.exceptions import LemlistResponseError
-from prefect_lemlist.models import Enrichment
+from prefect_lemlist.api.exceptions import LemlistResponseError
+from prefect_lemlist.api.models import Enrichment
 
 logger = logging.getLogger("prefect_lemlist.webhook")
 
 WEBHOOK_PATH = "/lemlist/webhook"
+"""The query-string form's path (`?token=…`)."""
+WEBHOOK_PREFIX = "/lemlist/"
+"""The path form: `/lemlist/<token>`."""
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 
 
@@ -46,7 +51,7 @@ class WebhookStats:
 
 def create_webhook_app(
     token: str,
-    on_result: Callable[[Enrichment], asyncio.Future[bool] | bool],
+    on_result: Callable[[Enrichment], Any],
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     stats: WebhookStats | None = None,
@@ -54,33 +59,28 @@ def create_webhook_app(
     """The ASGI app that receives lemlist's webhook calls.
 
     Args:
-        token: the secret expected in the `token` query parameter.
+        token: the secret expected in the path (`/lemlist/<token>`) or the `token` query
+            parameter of `/lemlist/webhook`.
         on_result: called once per parsed result; returns (or resolves to) True when the result
             was new and recorded, False when it was ignored (duplicate or unknown id).
         max_body_bytes: larger bodies are refused with 413.
         stats: counters to update (a new object when None).
 
     Returns:
-        A Starlette app with one route, `POST /lemlist/webhook`.
+        A Starlette app with two routes: `POST /lemlist/<token>`, `POST /lemlist/webhook`.
     """
     counters = stats if stats is not None else WebhookStats()
 
     async def receive(request: Request) -> PlainTextResponse | JSONResponse:
         counters.requests += 1
-        given = request.query_params.get("token", "")
+        given = request.path_params.get("token") or request.query_params.get("token", "")
         if not hmac.compare_digest(given.encode(), token.encode()):
             counters.unauthorized += 1
             return PlainTextResponse("Unauthorized", status_code=401)
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
+        body = await _read_limited(request, max_body_bytes)
+        if body is None:
             counters.too_large += 1
             return PlainTextResponse("Payload too large", status_code=413)
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > max_body_bytes:
-                counters.too_large += 1
-                return PlainTextResponse("Payload too large", status_code=413)
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -95,23 +95,7 @@ def create_webhook_app(
         event_type = payload.get("type") if isinstance(payload.get("type"), str) else None
         accepted = 0
         for item in items:
-            try:
-                enrichment = Enrichment.from_webhook_item(item, event_type=event_type)
-            except LemlistResponseError:
-                counters.ignored += 1
-                continue
-            counters.results += 1
-            outcome = on_result(enrichment)
-            if isinstance(outcome, asyncio.Future):
-                outcome = await outcome
-            if outcome:
-                accepted += 1
-                counters.accepted += 1
-            else:
-                counters.ignored += 1
-                logger.info(
-                    "webhook result for %s ignored (duplicate or unknown)", enrichment.enrichment_id
-                )
+            accepted += await _deliver(item, event_type, on_result, counters)
         return JSONResponse({"received": len(items), "accepted": accepted})
 
     async def wrong_method(request: Request) -> PlainTextResponse:
@@ -121,8 +105,47 @@ def create_webhook_app(
         routes=[
             Route(WEBHOOK_PATH, receive, methods=["POST"]),
             Route(WEBHOOK_PATH, wrong_method, methods=["GET", "PUT", "DELETE", "PATCH"]),
+            Route(WEBHOOK_PREFIX + "{token}", receive, methods=["POST"]),
+            Route(WEBHOOK_PREFIX + "{token}", wrong_method, methods=["GET", "PUT", "DELETE"]),
         ]
     )
+
+
+async def _read_limited(request: Request, max_body_bytes: int) -> bytes | None:
+    """The body, or None when it is (or says it will be) larger than `max_body_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_body_bytes:
+            return None
+    return bytes(body)
+
+
+async def _deliver(
+    item: Any,
+    event_type: str | None,
+    on_result: Callable[[Enrichment], Any],
+    counters: WebhookStats,
+) -> int:
+    """Parse one item and hand it in; returns 1 when it was accepted."""
+    try:
+        enrichment = Enrichment.from_webhook_item(item, event_type=event_type)
+    except LemlistResponseError:
+        counters.ignored += 1
+        return 0
+    counters.results += 1
+    outcome = on_result(enrichment)
+    if inspect.isawaitable(outcome):
+        outcome = await outcome
+    if outcome:
+        counters.accepted += 1
+        return 1
+    counters.ignored += 1
+    logger.info("webhook result for %s ignored (duplicate or unknown)", enrichment.enrichment_id)
+    return 0
 
 
 def new_token() -> str:

@@ -1,4 +1,4 @@
-"""Serve an ASGI app with uvicorn in a background thread (sandbox and webhook receiver)."""
+"""Serve an ASGI app with uvicorn in a background thread (the sandbox, and receivers in tests)."""
 
 from __future__ import annotations
 

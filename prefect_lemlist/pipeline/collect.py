@@ -1,14 +1,12 @@
 """`ResultCollector`: gathers the results of many started enrichments with as few polls as possible.
 
-One collector serves every pending enrichment of a run. Each enrichment gets a first poll at the
-expected completion time, then polls with growing gaps (capped), until it is finished or its
-deadline passes (`timed_out`). Results may also be handed in by a webhook receiver (`deliver`),
-in which case the scheduled poll is only a fallback after a grace period.
-
-The expected completion time adapts: every first poll that finds the enrichment still running
-lengthens it by 5 %, every one that finds it finished shortens it by 0.5 %. That settles where
-about 9 % of first polls miss (near the 91st percentile of enrichment durations), so an average
-lead costs about 1.1 polls while lemlist's rate budget, not latency, bounds the run.
+One collector serves every pending enrichment of a run, whichever front door started it (leads or
+contacts): it tracks item keys and enrichment ids, nothing more. Each enrichment gets a first poll
+at the expected completion time, then polls with growing gaps (capped), until it is finished or
+its deadline passes. Results may also be handed in by the webhook receiver (`deliver`); a webhook
+result that does not say something recognisable about every requested workflow is confirmed by
+one poll (`confirm="when_unclear"`). How the expected duration adapts is in
+`docs/architecture.md`.
 """
 
 from __future__ import annotations
@@ -18,12 +16,20 @@ import heapq
 import itertools
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
-from prefect_lemlist.client import LemlistClient
-from prefect_lemlist.exceptions import LemlistError, LemlistNotFoundError, LemlistResponseError
-from prefect_lemlist.export import LeadOutcome
-from prefect_lemlist.models import Enrichment
+from prefect_lemlist.api.client import LemlistClient
+from prefect_lemlist.api.exceptions import (
+    LemlistAuthError,
+    LemlistError,
+    LemlistNotFoundError,
+    LemlistResponseError,
+    LemlistServerError,
+)
+from prefect_lemlist.api.models import Enrichment
+from prefect_lemlist.api.workflows import Workflow
 
 logger = logging.getLogger("prefect_lemlist.collector")
 
@@ -33,15 +39,42 @@ _GENERATION_SPAN = 1.5  # how far one cohort of first polls may move the estimat
 _MIN_FIRST_POLL = 1.0
 _MAX_FIRST_POLL = 120.0
 
+Confirm = Literal["when_unclear", "always", "never"]
+CollectedKind = Literal["finished", "failed", "timed_out", "not_collected"]
+
+
+@dataclass(frozen=True)
+class Collected:
+    """The collector's last word on one enrichment.
+
+    Attributes:
+        key: the item it belongs to.
+        enrichment_id: the enrichment.
+        kind: `finished` (lemlist ended it: see `enrichment`), `failed` (polling it failed for
+            good), `timed_out` (still running at the deadline) or `not_collected` (the key was
+            refused before its result could be read).
+        enrichment: the finished enrichment, for `finished`.
+        error: what went wrong, otherwise.
+        source: `poll`, `webhook` or `webhook+poll` (a webhook confirmed by a poll).
+    """
+
+    key: str
+    enrichment_id: str
+    kind: CollectedKind
+    enrichment: Enrichment | None = None
+    error: str | None = None
+    source: str = "poll"
+
 
 @dataclass
 class _Pending:
-    lead_id: str
+    key: str
     enrichment_id: str
     deadline: float
     polls: int = 0
     next_gap: float = 0.0
     polling: bool = False
+    confirming: bool = False  # a webhook result came: the next poll confirms it
     first_delay: float | None = None  # the expected duration its first poll was scheduled with
 
 
@@ -52,6 +85,7 @@ class CollectorStats:
     polls: int = 0
     results_from_polls: int = 0
     results_from_webhook: int = 0
+    webhook_confirmations: int = 0
     webhook_duplicates: int = 0
     webhook_unknown: int = 0
     first_poll_hits: int = 0
@@ -59,7 +93,7 @@ class CollectorStats:
     timed_out: int = 0
     failed: int = 0
     first_poll_delay: float = 0.0
-    outcome_sources: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)
 
 
 class ResultCollector:
@@ -75,7 +109,11 @@ class ResultCollector:
         max_poll_interval_seconds: the longest gap between two polls of one enrichment.
         webhook_grace_seconds: when set (webhook mode), the first poll of a new enrichment waits
             this long for the webhook and the adaptive first-poll time is not used.
+        workflows: the requested workflows (a webhook result must cover them to be taken as is).
+        confirm: when a webhook result is confirmed by one poll: `when_unclear` (it does not
+            say something recognisable about every requested workflow), `always`, `never`.
         concurrency: polls in flight at once.
+        on_result: called with each `Collected` as soon as it is known.
     """
 
     def __init__(
@@ -86,14 +124,20 @@ class ResultCollector:
         first_poll_seconds: float = 10.0,
         max_poll_interval_seconds: float = 30.0,
         webhook_grace_seconds: float | None = None,
+        workflows: Iterable[Workflow] = (),
+        confirm: Confirm = "when_unclear",
         concurrency: int = 10,
+        on_result: Callable[[Collected], None] | None = None,
     ) -> None:
         self._client = client
         self.timeout_seconds = timeout_seconds
         self.max_poll_interval_seconds = max_poll_interval_seconds
         self.webhook_grace_seconds = webhook_grace_seconds
+        self.workflows = tuple(workflows)
+        self.confirm = confirm
         self.stats = CollectorStats(first_poll_delay=first_poll_seconds)
-        self.outcomes: dict[str, LeadOutcome] = {}
+        self.results: dict[str, Collected] = {}
+        self._on_result = on_result
         self._pending: dict[str, _Pending] = {}
         self._resolved_ids: set[str] = set()
         self._early: dict[str, Enrichment] = {}
@@ -110,29 +154,25 @@ class ResultCollector:
         """Enrichments added and not yet resolved."""
         return len(self._pending)
 
-    def add(self, lead_id: str, enrichment_id: str, *, started_at: float | None = None) -> None:
+    def add(self, key: str, enrichment_id: str, *, started_at: float | None = None) -> None:
         """Start tracking an enrichment.
 
         Args:
-            lead_id: its lead.
+            key: its item (a lead id, or a contact's fingerprint).
             enrichment_id: the `enr_…` id.
             started_at: `time.monotonic()` when lemlist accepted it; None when it was started by
                 an earlier run (it is polled at once).
         """
-        if enrichment_id in self._pending or lead_id in self.outcomes:
-            return
-        early = self._early.pop(enrichment_id, None)
-        if early is not None:  # its webhook arrived before the batch that started it returned
-            self.stats.results_from_webhook += 1
-            self._resolved_ids.add(enrichment_id)
-            self.outcomes[lead_id] = LeadOutcome.from_enrichment(lead_id, early)
-            self.stats.outcome_sources[lead_id] = "webhook"
-            self._wake.set()
+        if enrichment_id in self._pending or key in self.results:
             return
         now = time.monotonic()
         start = now if started_at is None else started_at
-        item = _Pending(lead_id, enrichment_id, deadline=start + self.timeout_seconds)
+        item = _Pending(key, enrichment_id, deadline=start + self.timeout_seconds)
         self._pending[enrichment_id] = item
+        early = self._early.pop(enrichment_id, None)
+        if early is not None:  # its webhook arrived before the batch that started it returned
+            self._take_webhook(item, early)
+            return
         if started_at is None:
             due = now
         elif self.webhook_grace_seconds is not None:
@@ -146,29 +186,53 @@ class ResultCollector:
         """Hand in a result that arrived by webhook.
 
         A result for an id not added yet is kept (up to `max_early_results`) in case the batch
-        that started it has not returned yet; `add()` then resolves it at once.
+        that started it has not returned yet; `add()` then takes it at once.
 
         Returns:
-            True when it resolved a pending enrichment or was kept for one; False for
-            duplicates (already resolved), in-progress notices and results beyond the buffer.
+            True when it resolved (or will confirm) a pending enrichment or was kept for one;
+            False for duplicates, in-progress notices and results beyond the buffer.
         """
         item = self._pending.get(enrichment.enrichment_id)
         if item is None:
-            if enrichment.enrichment_id in self._resolved_ids:
-                self.stats.webhook_duplicates += 1
-                return False
-            if enrichment.in_progress or enrichment.enrichment_id in self._early:
-                return False
-            if self._closed or len(self._early) >= self.max_early_results:
-                self.stats.webhook_unknown += 1
-                return False
-            self._early[enrichment.enrichment_id] = enrichment
-            return True
-        if enrichment.in_progress:
+            return self._keep_early(enrichment)
+        if enrichment.in_progress or item.confirming:
             return False
-        self._resolve(item, LeadOutcome.from_enrichment(item.lead_id, enrichment), "webhook")
-        self.stats.results_from_webhook += 1
+        self._take_webhook(item, enrichment)
         return True
+
+    def _keep_early(self, enrichment: Enrichment) -> bool:
+        if enrichment.enrichment_id in self._resolved_ids:
+            self.stats.webhook_duplicates += 1
+            return False
+        if enrichment.in_progress or enrichment.enrichment_id in self._early:
+            return False
+        if self._closed or len(self._early) >= self.max_early_results:
+            self.stats.webhook_unknown += 1
+            return False
+        self._early[enrichment.enrichment_id] = enrichment
+        return True
+
+    def _take_webhook(self, item: _Pending, enrichment: Enrichment) -> None:
+        """Resolve with a webhook result, or poll once to confirm it."""
+        unclear = not enrichment.covers(self.workflows)
+        if self.confirm == "always" or (unclear and self.confirm == "when_unclear"):
+            item.confirming = True
+            self.stats.webhook_confirmations += 1
+            self._schedule(item.enrichment_id, time.monotonic())
+            return
+        self.stats.results_from_webhook += 1
+        self._resolve(
+            item, Collected(item.key, item.enrichment_id, "finished", enrichment), "webhook"
+        )
+
+    def abandon(self, reason: str) -> None:
+        """Stop collecting: every pending enrichment ends `not_collected` with `reason` (the
+        key was refused; a later run with a working key collects them)."""
+        for item in list(self._pending.values()):
+            self._resolve(
+                item, Collected(item.key, item.enrichment_id, "not_collected", error=reason), "none"
+            )
+        self.close()
 
     def close(self) -> None:
         """No more enrichments will be added; `run()` returns once all are resolved."""
@@ -202,27 +266,25 @@ class ResultCollector:
         heapq.heappush(self._heap, (due, next(self._seq), enrichment_id))
         self._wake.set()
 
-    def _resolve(self, item: _Pending, outcome: LeadOutcome, source: str) -> None:
+    def _resolve(self, item: _Pending, collected: Collected, source: str) -> None:
         self._pending.pop(item.enrichment_id, None)
         self._resolved_ids.add(item.enrichment_id)
-        self.outcomes[item.lead_id] = outcome
-        self.stats.outcome_sources[item.lead_id] = source
+        collected = Collected(**{**collected.__dict__, "source": source})
+        self.results[item.key] = collected
+        self.stats.sources[source] = self.stats.sources.get(source, 0) + 1
         self._wake.set()
+        if self._on_result is not None:
+            self._on_result(collected)
 
     def _reschedule(self, item: _Pending, now: float, reason: str) -> None:
         """Poll again later, or give up at the deadline."""
         if now >= item.deadline:
             self.stats.timed_out += 1
+            error = (
+                f"{reason} after {self.timeout_seconds:g}s; collect it later by its enrichment id"
+            )
             self._resolve(
-                item,
-                LeadOutcome(
-                    lead_id=item.lead_id,
-                    enrichment_id=item.enrichment_id,
-                    status="timed_out",
-                    error=f"{reason} after {self.timeout_seconds:g}s; collect it later by its "
-                    "enrichment id",
-                ),
-                "timeout",
+                item, Collected(item.key, item.enrichment_id, "timed_out", error=error), "timeout"
             )
             return
         if item.next_gap <= 0:
@@ -256,46 +318,47 @@ class ResultCollector:
             async with self._semaphore:
                 if item.enrichment_id not in self._pending:
                     return  # resolved by a webhook while waiting
-                self.stats.polls += 1
-                item.polls += 1
-                first = item.polls == 1
-                try:
-                    enrichment = await self._client.get_enrichment(item.enrichment_id)
-                except LemlistNotFoundError as exc:
-                    self._fail(item, f"lemlist no longer knows this enrichment: {exc}")
-                    return
-                except LemlistError as exc:
-                    # a GET is safe to repeat: unusable answers are retried like 5xx ones
-                    if exc.retryable or isinstance(exc, LemlistResponseError):
-                        self._reschedule(item, time.monotonic(), f"polling kept failing ({exc})")
-                    else:
-                        self._fail(item, f"polling failed: {exc}")
-                    return
-            if item.enrichment_id not in self._pending:
+                enrichment = await self._fetch(item)
+            if enrichment is None or item.enrichment_id not in self._pending:
                 return
-            if first:
+            if item.polls == 1 and not item.confirming:
                 self._learn_first_poll(item, not enrichment.in_progress)
             if enrichment.in_progress:
                 self._reschedule(item, time.monotonic(), "still in progress")
-            else:
-                self.stats.results_from_polls += 1
-                self._resolve(item, LeadOutcome.from_enrichment(item.lead_id, enrichment), "poll")
-        except Exception as exc:  # a bug must not lose the lead: report it as failed
+                return
+            self.stats.results_from_polls += 1
+            source = "webhook+poll" if item.confirming else "poll"
+            self._resolve(
+                item, Collected(item.key, item.enrichment_id, "finished", enrichment), source
+            )
+        except Exception as exc:  # a bug must not lose the item: report it as failed
             logger.exception("unexpected error while polling %s", item.enrichment_id)
             if item.enrichment_id in self._pending:
                 self._fail(item, f"unexpected error while polling: {type(exc).__name__}: {exc}")
         finally:
             item.polling = False
 
+    async def _fetch(self, item: _Pending) -> Enrichment | None:
+        """One poll; failures are turned into a reschedule or a final result (None returned)."""
+        self.stats.polls += 1
+        item.polls += 1
+        try:
+            return await self._client.get_enrichment(item.enrichment_id)
+        except LemlistAuthError as exc:
+            self.abandon(f"the API key was refused before the result was read ({exc.message})")
+        except LemlistNotFoundError as exc:
+            self._fail(item, f"lemlist no longer knows this enrichment: {exc}")
+        except LemlistError as exc:
+            # a GET is safe to repeat: unreachable lemlist, 5xx and unusable answers are
+            # polled again until the deadline; only a definitive refusal ends it here
+            if exc.retryable or isinstance(exc, (LemlistServerError, LemlistResponseError)):
+                self._reschedule(item, time.monotonic(), f"polling kept failing ({exc})")
+            else:
+                self._fail(item, f"polling failed: {exc}")
+        return None
+
     def _fail(self, item: _Pending, message: str) -> None:
         self.stats.failed += 1
         self._resolve(
-            item,
-            LeadOutcome(
-                lead_id=item.lead_id,
-                enrichment_id=item.enrichment_id,
-                status="failed",
-                error=message,
-            ),
-            "error",
+            item, Collected(item.key, item.enrichment_id, "failed", error=message), "error"
         )

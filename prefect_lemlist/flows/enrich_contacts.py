@@ -1,0 +1,69 @@
+"""Flow `enrich-contacts`: enrich people who are not lemlist leads, 500 per bulk request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from prefect_lemlist.api.models import Contact
+from prefect_lemlist.credentials import LemlistCredentials
+from prefect_lemlist.flows._common import interruptible
+from prefect_lemlist.pipeline.contacts import contact_records, contacts_worklist, file_source
+from prefect_lemlist.pipeline.inputs import read_table
+from prefect_lemlist.pipeline.options import ContactOptions, resolve_credentials
+from prefect_lemlist.pipeline.report import PipelineSummary
+from prefect_lemlist.pipeline.run import ContactDoor, EnrichmentRun
+from prefect_lemlist.pipeline.worklist import Source
+
+DEFAULT_OPTIONS = ContactOptions()
+
+
+@flow(name="enrich-contacts", validate_parameters=True)
+async def enrich_contacts(
+    path: str | None = None,
+    contacts: list[Contact | dict[str, Any]] | None = None,
+    credentials_block: LemlistCredentials | str | None = None,
+    options: ContactOptions = DEFAULT_OPTIONS,
+) -> PipelineSummary:
+    """Enrich people from a CSV / JSON Lines file or a list: bulk starts, collect, export.
+
+    Every input row is in the export exactly once, with its columns carried through; rows that
+    cannot be enriched are `rejected` with the reason (and cost nothing); rows describing the
+    same person are enriched once.
+
+    Args:
+        path: a CSV or JSON Lines file with any of `email`, `linkedin_url`, `first_name`,
+            `last_name`, `company_name`, `company_domain`, `job_title` (or lemlist's camelCase
+            names: `linkedinUrl`, `firstName`, …); give this or `contacts`.
+        contacts: the people as `Contact`s or dicts.
+        credentials_block: a `LemlistCredentials` block, or the name of a saved one; when empty,
+            `LEMLIST_API_KEY` (and optionally `LEMLIST_BASE_URL`) from the environment.
+        options: workflows, force, dry run, credit limit, trial limit, collection, output.
+
+    Returns:
+        The run's summary.
+
+    Raises:
+        ValueError: not exactly one input, an unreadable file, or missing credentials.
+        InsufficientCreditsError: the run could cost more than allowed (nothing spent).
+    """
+    return await interruptible(_enrich_contacts(path, contacts, credentials_block, options))
+
+
+async def _enrich_contacts(
+    path: str | None,
+    contacts: list[Contact | dict[str, Any]] | None,
+    credentials_block: LemlistCredentials | str | None,
+    options: ContactOptions,
+) -> PipelineSummary:
+    if (path is None) == (contacts is None):
+        raise ValueError("give exactly one of path or contacts")
+    if path is not None:
+        worklist = contacts_worklist(read_table(path), options.flags, file_source(path))
+    else:
+        source = Source(f"{len(contacts or [])} contacts", "contacts")
+        worklist = contacts_worklist(contact_records(contacts or []), options.flags, source)
+    credentials = await resolve_credentials(credentials_block)
+    async with EnrichmentRun.open(credentials, options) as run:
+        return await run.execute(worklist, ContactDoor(options))

@@ -1,0 +1,84 @@
+"""Flow `enrich-leads`: enrich lead ids, emails, or the rows of a file of either."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from prefect_lemlist.credentials import LemlistCredentials
+from prefect_lemlist.flows._common import interruptible
+from prefect_lemlist.pipeline.inputs import read_table
+from prefect_lemlist.pipeline.options import EnrichmentOptions, resolve_credentials
+from prefect_lemlist.pipeline.report import PipelineSummary
+from prefect_lemlist.pipeline.run import EnrichmentRun, LeadDoor
+from prefect_lemlist.pipeline.selection import (
+    emails_worklist,
+    lead_file_worklist,
+    lead_ids_worklist,
+    resolve_emails,
+)
+from prefect_lemlist.pipeline.worklist import Worklist
+
+DEFAULT_OPTIONS = EnrichmentOptions()
+
+
+@flow(name="enrich-leads", validate_parameters=True)
+async def enrich_leads(
+    lead_ids: list[str] | None = None,
+    csv_path: str | None = None,
+    credentials_block: LemlistCredentials | str | None = None,
+    options: EnrichmentOptions = DEFAULT_OPTIONS,
+    emails: list[str] | None = None,
+) -> PipelineSummary:
+    """Enrich the given leads: read and check the inputs, enrich, collect results, export.
+
+    Bad inputs (missing or malformed ids, unknown emails) are reported with their line numbers
+    and never stop the run; every input row is in the export exactly once (repeats share one
+    enrichment).
+
+    Args:
+        lead_ids: lead ids (`lea_…`); give exactly one of this, `emails` or `csv_path`.
+        csv_path: a CSV or JSON Lines file with a `lead_id` (or `_id`) column, or an `email`
+            column; its other columns are carried into the export.
+        credentials_block: a `LemlistCredentials` block, or the name of a saved one; when empty,
+            `LEMLIST_API_KEY` (and optionally `LEMLIST_BASE_URL`) from the environment.
+        options: workflows, force, dry run, credit limit, trial limit, collection, output.
+        emails: emails of people who are lemlist leads (one `GET /leads/{email}` each).
+
+    Returns:
+        The run's summary.
+
+    Raises:
+        ValueError: not exactly one input, an unreadable file, or missing credentials (before
+            any request).
+        InsufficientCreditsError: the run could cost more than allowed (nothing spent).
+    """
+    return await interruptible(
+        _enrich_leads(lead_ids, csv_path, credentials_block, options, emails)
+    )
+
+
+async def _enrich_leads(
+    lead_ids: list[str] | None,
+    csv_path: str | None,
+    credentials_block: LemlistCredentials | str | None,
+    options: EnrichmentOptions,
+    emails: list[str] | None,
+) -> PipelineSummary:
+    worklist = _worklist(lead_ids, csv_path, emails)
+    credentials = await resolve_credentials(credentials_block)
+    async with EnrichmentRun.open(credentials, options) as run:
+        await resolve_emails(worklist, run.client)
+        return await run.execute(worklist, LeadDoor(options))
+
+
+def _worklist(
+    lead_ids: list[str] | None, csv_path: str | None, emails: list[str] | None
+) -> Worklist:
+    given = [value is not None for value in (lead_ids, csv_path, emails)]
+    if sum(given) != 1:
+        raise ValueError("give exactly one of lead_ids, emails or csv_path")
+    if csv_path is not None:
+        return lead_file_worklist(read_table(csv_path), csv_path)
+    if emails is not None:
+        return emails_worklist(emails)
+    return lead_ids_worklist(lead_ids or [])

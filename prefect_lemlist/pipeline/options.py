@@ -1,0 +1,160 @@
+"""The flows' parameters: what to enrich and how (rendered as forms by the Prefect UI), and the
+credentials a run uses."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from prefect.exceptions import ObjectNotFound
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from prefect_lemlist.api.exceptions import LemlistError
+from prefect_lemlist.api.models import EnrichmentFlags
+from prefect_lemlist.credentials import LemlistCredentials
+
+OutputFormat = Literal["csv", "jsonl", "parquet"]
+
+
+class WebhookSettings(BaseModel):
+    """Where the webhook receiver listens, which URL lemlist is given, and when to trust it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface the receiver binds to (loopback unless you expose it on purpose).",
+    )
+    port: int = Field(default=0, ge=0, le=65535, description="Port; 0 picks a free one.")
+    public_url: str | None = Field(
+        default=None,
+        description="URL at which lemlist can reach the receiver (e.g. a tunnel), without path.",
+    )
+    grace_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Poll an enrichment whose webhook has not arrived this long after its start.",
+    )
+    confirm: Literal["when_unclear", "always", "never"] = Field(
+        default="when_unclear",
+        description=(
+            "Confirm a webhook result with one poll: when it lacks a recognisable result for a "
+            "requested workflow (when_unclear), always, or never."
+        ),
+    )
+
+
+class _RunOptions(BaseModel):
+    """The options every enrichment flow has."""
+
+    model_config = ConfigDict(frozen=True)
+
+    find_email: bool = Field(default=True, description="Find an email (5 credits if found).")
+    verify_email: bool = Field(default=False, description="Verify existing emails (1 credit).")
+    linkedin_enrichment: bool = Field(
+        default=False, description="Enrich LinkedIn profiles (1 credit; 2 counted as the bound)."
+    )
+    find_phone: bool = Field(default=False, description="Find a phone (20 credits if found).")
+    force: bool = Field(
+        default=False,
+        description="Enrich again what an earlier run (or lemlist) already did: costs again.",
+    )
+    dry_run: bool = Field(
+        default=False, description="Only report what would be enriched and the maximum cost."
+    )
+    max_credits: float | None = Field(
+        default=None, ge=0, description="Refuse to start if the run could cost more than this."
+    )
+    limit: int | None = Field(
+        default=None, ge=1, description="Trial: enrich only the first N (the rest not started)."
+    )
+    collection: Literal["poll", "webhook"] = Field(
+        default="poll", description="Collect results by polling, or by webhook with polling."
+    )
+    collect_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="Report an enrichment timed_out after this long."
+    )
+    first_poll_seconds: float = Field(
+        default=10.0, gt=0, description="First guess of an enrichment's duration (adapts)."
+    )
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    output_dir: str = Field(default="lemlist-output", description="Directory for the exports.")
+    output_name: str | None = Field(
+        default=None,
+        description="Export file name without extension (default: the input and a timestamp).",
+    )
+    formats: list[OutputFormat] = Field(
+        default_factory=lambda: ["csv", "jsonl"],
+        min_length=1,
+        description="Export formats (parquet needs `pip install prefect-lemlist[parquet]`).",
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_flag(self) -> _RunOptions:
+        self.flags.require_any()
+        return self
+
+    @property
+    def flags(self) -> EnrichmentFlags:
+        """The requested workflows."""
+        return EnrichmentFlags(
+            find_email=self.find_email,
+            verify_email=self.verify_email,
+            linkedin_enrichment=self.linkedin_enrichment,
+            find_phone=self.find_phone,
+        )
+
+
+class EnrichmentOptions(_RunOptions):
+    """What to enrich and how, for the lead flows (`enrich-campaign`, `enrich-leads`)."""
+
+    batch_size: int = Field(default=100, ge=1, le=1000, description="Leads per enrich task run.")
+
+
+class ContactOptions(_RunOptions):
+    """What to enrich and how, for the contacts flow (`enrich-contacts`)."""
+
+    bulk_size: int = Field(
+        default=500, ge=1, le=500, description="People per bulk request (lemlist: at most 500)."
+    )
+
+
+RunOptions = EnrichmentOptions | ContactOptions
+
+
+class CredentialsError(LemlistError, ValueError):
+    """No usable credentials (unknown block, no key in the environment, bad base URL)."""
+
+    hint = "save a block with `prefect-lemlist save-credentials NAME`, or set LEMLIST_API_KEY"
+
+
+async def resolve_credentials(block: LemlistCredentials | str | None) -> LemlistCredentials:
+    """The credentials to use: the block itself, a saved block by name, else `LEMLIST_API_KEY`
+    (and optionally `LEMLIST_BASE_URL`) from the environment.
+
+    Raises:
+        CredentialsError: the block does not exist, the environment has no key, or a bad base
+            URL (a `ValueError` too).
+    """
+    if isinstance(block, LemlistCredentials):
+        return block
+    if block:
+        try:
+            return await LemlistCredentials.aload(block)
+        except (ValueError, ObjectNotFound):
+            raise CredentialsError(
+                f"No LemlistCredentials block named {block!r} exists on this Prefect API"
+            ) from None
+    api_key = os.environ.get("LEMLIST_API_KEY", "").strip()
+    if not api_key:
+        raise CredentialsError(
+            "No lemlist credentials: pass credentials_block (a saved LemlistCredentials block) "
+            "or set LEMLIST_API_KEY."
+        )
+    base_url = os.environ.get("LEMLIST_BASE_URL", "").strip()
+    try:
+        if base_url:
+            return LemlistCredentials(api_key=api_key, base_url=base_url)
+        return LemlistCredentials(api_key=api_key)
+    except ValidationError as exc:
+        raise CredentialsError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None

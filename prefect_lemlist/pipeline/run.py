@@ -1,0 +1,522 @@
+"""The orchestration shared by every flow: plan → guard → start → collect → report → export.
+
+`EnrichmentRun` holds what one run uses (its open client, the team's ledger, the options) and
+`execute()` reads top to bottom. The two front doors differ only in how items are recalled and
+started (`LeadDoor`: `POST /leads/{id}/enrich`, 20 in flight; `ContactDoor`: bulk, 500 per
+request); everything else is the same engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+from prefect_lemlist.api.client import LemlistClient
+from prefect_lemlist.api.exceptions import (
+    InsufficientCreditsError,
+    LemlistError,
+    LemlistOutOfCreditsError,
+)
+from prefect_lemlist.api.models import Contact
+from prefect_lemlist.credentials import LemlistCredentials
+from prefect_lemlist.pipeline.bulk import start_contact_chunk
+from prefect_lemlist.pipeline.collect import Collected, ResultCollector
+from prefect_lemlist.pipeline.export import (
+    export_columns,
+    export_rows,
+    output_stem,
+    row_statuses,
+    write_exports,
+    write_rejected,
+)
+from prefect_lemlist.pipeline.ledger import Ledger, Recall
+from prefect_lemlist.pipeline.options import ContactOptions, EnrichmentOptions, RunOptions
+from prefect_lemlist.pipeline.outcomes import (
+    FINAL_STATUSES,
+    Outcome,
+    count_by_status,
+    outcome_of,
+)
+from prefect_lemlist.pipeline.plan import Plan, credit_refusal, make_plan
+from prefect_lemlist.pipeline.report import (
+    ROWS_IN_RESULT,
+    TABLE_MAX_PAGES,
+    TABLE_PAGE_ROWS,
+    PipelineSummary,
+    Progress,
+    ProgressEvent,
+    publish,
+    run_log,
+)
+from prefect_lemlist.pipeline.start import (
+    Halt,
+    StartAnswer,
+    StartContext,
+    not_started,
+    start_lead_batch,
+    team_ledger,
+)
+from prefect_lemlist.pipeline.webhook_server import WebhookReceiver
+from prefect_lemlist.pipeline.worklist import Worklist
+
+_CREDIT_CHECK_SECONDS = 5.0
+
+
+class FrontDoor(Protocol):
+    """How one kind of item is recalled from the ledger and started."""
+
+    name: str
+    batch_size: int
+
+    async def recall(self, ledger: Ledger, keys: list[str]) -> dict[str, Recall]:
+        """What earlier runs did for these items."""
+
+    async def start(
+        self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan
+    ) -> list[StartAnswer]:
+        """Start one batch (a Prefect task run)."""
+
+
+class LeadDoor:
+    """Leads: `POST /leads/{id}/enrich`, `batch_size` leads per task run."""
+
+    name = "leads"
+
+    def __init__(self, options: EnrichmentOptions) -> None:
+        self.batch_size = options.batch_size
+
+    async def recall(self, ledger: Ledger, keys: list[str]) -> dict[str, Recall]:
+        """The leads' records."""
+        return await ledger.recall_leads(keys)
+
+    async def start(
+        self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan
+    ) -> list[StartAnswer]:
+        """One `start-lead-batch` task run."""
+        resend = {key: plan.resend[key] for key in batch if key in plan.resend}
+        return await start_lead_batch(batch, context, resend)
+
+
+class ContactDoor:
+    """People: `POST /v2/enrichments/bulk`, `bulk_size` people per request and task run."""
+
+    name = "contacts"
+
+    def __init__(self, options: ContactOptions) -> None:
+        self.batch_size = options.bulk_size
+
+    async def recall(self, ledger: Ledger, keys: list[str]) -> dict[str, Recall]:
+        """The chunks' records."""
+        return await ledger.recall_contacts(keys)
+
+    async def start(
+        self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan
+    ) -> list[StartAnswer]:
+        """One `start-contact-chunk` task run (one bulk request)."""
+        contacts: list[Contact] = [worklist.items[key] for key in batch]
+        return await start_contact_chunk(batch, contacts, context)
+
+
+class EnrichmentRun:
+    """One run of an enrichment flow.
+
+    Args:
+        options: the run's options.
+        client: an open client (every request of the run goes through it).
+        ledger: the team's ledger for the requested workflows.
+    """
+
+    def __init__(self, options: RunOptions, client: LemlistClient, ledger: Ledger) -> None:
+        self.options = options
+        self.flags = options.flags
+        self.client = client
+        self.ledger = ledger
+        self.halt = Halt()
+        self.clock = time.monotonic()
+        self.started = 0
+        self.batches: list[dict[str, Any]] = []
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, credentials: LemlistCredentials, options: RunOptions
+    ) -> AsyncIterator[EnrichmentRun]:
+        """Open the run's client and the team's ledger (one `GET /team`).
+
+        Raises:
+            LemlistError: the key is refused or lemlist cannot be reached.
+        """
+        async with credentials.get_client() as client:
+            yield cls(options, client, await team_ledger(client, options.flags))
+
+    async def execute(
+        self, worklist: Worklist, door: FrontDoor, recalls: dict[str, Recall] | None = None
+    ) -> PipelineSummary:
+        """Enrich the worklist's items, collect every result, export every row and report.
+
+        Args:
+            worklist: the rows and items.
+            door: how items are recalled and started.
+            recalls: the ledger's recall when the caller already read it.
+
+        Returns:
+            The summary.
+
+        Raises:
+            InsufficientCreditsError: the run could cost more than allowed (nothing spent).
+            LemlistAuthError, LemlistOutOfCreditsError: the run stopped starting enrichments
+                (everything started was collected or reported; every row is exported).
+        """
+        worklist.limit(self.options.limit, drop_others=worklist.source.kind == "campaign")
+        keys = list(worklist.items)
+        if recalls is None:
+            recalls = await door.recall(self.ledger, keys)
+        plan = make_plan(worklist, recalls, self.flags, force=self.options.force, door=door.name)
+        summary = self._summary(worklist, plan)
+        summary.credits_before = (await self.client.get_credits()).credits
+        self._log_plan(summary)
+        refusal = credit_refusal(plan, summary.credits_before, self.options.max_credits)
+        if self.options.dry_run or refusal:
+            summary.stopped = refusal
+            await self._report(summary, worklist, {}, export=False)
+            if refusal:
+                raise InsufficientCreditsError(refusal)
+            return summary
+        outcomes = await self._enrich(worklist, plan, door, summary)
+        summary.credits_after = await self._credits() if self.started else summary.credits_before
+        await self._report(summary, worklist, outcomes, export=True)
+        if self.halt.error is not None:
+            raise self._stopped_error(summary)
+        return summary
+
+    # ------------------------------------------------------------------ enrich and collect
+
+    async def _enrich(
+        self, worklist: Worklist, plan: Plan, door: FrontDoor, summary: PipelineSummary
+    ) -> dict[str, Outcome]:
+        """Start what the plan says and collect every result (webhook first, or polls)."""
+        outcomes: dict[str, Outcome] = dict(plan.decided)
+        notes: dict[str, str] = {}
+        watch = _CreditWatch(self.client, self.halt, self.flags.max_credits_each())
+        collector = self._collector(watch)
+        progress = Progress(worklist.source, len(worklist.items))
+        await progress.start()
+        collecting = asyncio.create_task(collector.run())
+        try:
+            async with self._webhook(collector) as webhook_url:
+                context = StartContext(
+                    self.client, self.ledger, self.flags, webhook_url, self.options.force, self.halt
+                )
+                for key, enrichment_id in plan.to_collect.items():
+                    collector.add(key, enrichment_id)
+                await self._start_all(
+                    worklist, plan, door, context, collector, outcomes, notes, progress
+                )
+                collector.close()
+                await self._wait(collector, collecting, progress, len(outcomes))
+        finally:
+            collector.close()
+            if not collecting.done():
+                collecting.cancel()
+        await watch.settle()
+        self._collected(collector, outcomes, notes, summary)
+        await self._remember(outcomes, plan)
+        return outcomes
+
+    async def _start_all(
+        self,
+        worklist: Worklist,
+        plan: Plan,
+        door: FrontDoor,
+        context: StartContext,
+        collector: ResultCollector,
+        outcomes: dict[str, Outcome],
+        notes: dict[str, str],
+        progress: Progress,
+    ) -> None:
+        """Start the plan's items batch by batch; stop starting when the run is halted."""
+        total, started = len(worklist.items), len(plan.to_collect) + len(plan.decided)
+        for number, batch in enumerate(_chunks(plan.to_start, door.batch_size), start=1):
+            if self.halt.reason:
+                answers = [not_started(key, self.halt.reason) for key in batch]
+            else:
+                answers = await self._start_batch(door, batch, worklist, context, plan)
+            self.started += sum(1 for answer in answers if answer.enrichment_id)
+            for answer in answers:
+                if answer.note:
+                    notes[answer.key] = answer.note
+                if answer.enrichment_id:
+                    collector.add(answer.key, answer.enrichment_id, started_at=answer.started_at)
+                elif answer.outcome is not None:
+                    outcomes[answer.key] = answer.outcome
+            started += len(batch)
+            self.batches.append(_batch_row(number, answers))
+            await progress.update(ProgressEvent("start", started, len(outcomes), total))
+
+    async def _start_batch(
+        self,
+        door: FrontDoor,
+        batch: list[str],
+        worklist: Worklist,
+        context: StartContext,
+        plan: Plan,
+    ) -> list[StartAnswer]:
+        try:
+            return await door.start(batch, worklist, context, plan)
+        except Exception as exc:  # the task failed as a whole: report, never lose an item
+            error = f"the start task failed: {type(exc).__name__}: {exc}"
+            return [
+                StartAnswer(key, outcome=Outcome(status="failed", error=error)) for key in batch
+            ]
+
+    async def _wait(
+        self,
+        collector: ResultCollector,
+        collecting: asyncio.Task[None],
+        progress: Progress,
+        decided: int,
+    ) -> None:
+        total = progress.total
+        while not collecting.done():
+            await asyncio.wait({collecting}, timeout=2.0)
+            if self.client.refused is not None:
+                collector.abandon(f"the API key was refused ({self.client.refused.message})")
+            finished = decided + len(collector.results)
+            await progress.update(ProgressEvent("collect", total, finished, total))
+        await collecting
+        await progress.update(ProgressEvent("done", total, total, total), force=True)
+
+    def _collector(self, watch: _CreditWatch) -> ResultCollector:
+        webhook = self.options.webhook
+        return ResultCollector(
+            self.client,
+            timeout_seconds=self.options.collect_timeout_seconds,
+            first_poll_seconds=self.options.first_poll_seconds,
+            webhook_grace_seconds=(
+                webhook.grace_seconds if self.options.collection == "webhook" else None
+            ),
+            workflows=self.flags.workflows,
+            confirm=webhook.confirm,
+            on_result=watch.on_result,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _webhook(self, collector: ResultCollector) -> AsyncIterator[str | None]:
+        """In webhook mode, serve the receiver on this loop and yield the URL for lemlist."""
+        if self.options.collection != "webhook":
+            yield None
+            return
+        settings = self.options.webhook
+        receiver = WebhookReceiver(
+            collector.deliver,
+            host=settings.host,
+            port=settings.port,
+            public_url=settings.public_url,
+        )
+        async with receiver:
+            yield receiver.webhook_url
+
+    def _collected(
+        self,
+        collector: ResultCollector,
+        outcomes: dict[str, Outcome],
+        notes: dict[str, str],
+        summary: PipelineSummary,
+    ) -> None:
+        for key, collected in collector.results.items():
+            outcomes[key] = outcome_of(collected, self.flags).with_note(notes.get(key))
+        for key in notes.keys() - collector.results.keys():
+            if key in outcomes:
+                outcomes[key] = outcomes[key].with_note(notes[key])
+        stats = collector.stats
+        summary.polls = stats.polls
+        summary.webhook_results = stats.results_from_webhook
+        summary.webhook_confirmations = stats.webhook_confirmations
+
+    async def _remember(self, outcomes: dict[str, Outcome], plan: Plan) -> None:
+        """Record final results in the ledger; forget enrichments lemlist ended without charge
+        because the credits ran out (a re-run after a top-up starts them again)."""
+        out_of_credits = isinstance(self.halt.error, LemlistOutOfCreditsError)
+        final, forget = {}, []
+        for key, outcome in outcomes.items():
+            if not outcome.enrichment_id or outcome.status not in FINAL_STATUSES:
+                continue
+            if out_of_credits and outcome.status == "failed":
+                forget.append(key)
+                outcomes[key] = outcome.with_note("not charged: re-run after a top-up")
+            elif key not in plan.decided:
+                final[key] = outcome.model_dump(mode="json")
+        await self.ledger.record_outcomes(final)
+        await self.ledger.forget(forget)
+
+    # ------------------------------------------------------------------ report
+
+    def _summary(self, worklist: Worklist, plan: Plan) -> PipelineSummary:
+        rejected = worklist.rejected
+        return PipelineSummary(
+            source=worklist.source.label,
+            workflows=[w.value for w in self.flags.workflows],
+            dry_run=self.options.dry_run,
+            input_rows=len(worklist.rows),
+            selected=len(worklist.items),
+            not_needed=worklist.not_needed,
+            rejected=rejected[:100],
+            rejected_count=len(rejected),
+            to_start=len(plan.to_start),
+            recalled_from_ledger=plan.from_earlier_runs,
+            resent_after_interruption=len(plan.resend),
+            max_credit_cost=plan.max_credit_cost,
+        )
+
+    def _log_plan(self, summary: PipelineSummary) -> None:
+        for item in summary.rejected[:20]:
+            run_log(
+                logging.WARNING, "rejected line %d (%r): %s", item.line, item.value, item.reason
+            )
+        if summary.rejected_count > 20:
+            run_log(logging.WARNING, "… and %d more rejected rows", summary.rejected_count - 20)
+        run_log(
+            logging.INFO,
+            "lemlist: %d to enrich (%s), %d to start, %d from earlier runs; at most %d credits "
+            "(upper-bound prices), %g available",
+            summary.selected,
+            "+".join(summary.workflows),
+            summary.to_start,
+            summary.recalled_from_ledger,
+            summary.max_credit_cost,
+            summary.credits_before or 0,
+        )
+
+    async def _credits(self) -> float | None:
+        try:
+            return (await self.client.get_credits()).credits
+        except LemlistError as exc:
+            run_log(logging.WARNING, "could not read the credits after the run: %s", exc)
+            return None
+
+    async def _report(
+        self,
+        summary: PipelineSummary,
+        worklist: Worklist,
+        outcomes: dict[str, Outcome],
+        *,
+        export: bool,
+    ) -> None:
+        """Fill the summary's counts and paths, write the exports, publish the artifacts."""
+        summary.started = self.started
+        summary.requests_made = self.client.requests_sent
+        summary.duration_seconds = time.monotonic() - self.clock
+        rows: list[dict[str, Any]] = []
+        if export:
+            rows = self._export(summary, worklist, outcomes)
+        summary.stopped = summary.stopped or self.halt.reason
+        await publish(summary, worklist.source, rows, self.batches)
+
+    def _export(
+        self, summary: PipelineSummary, worklist: Worklist, outcomes: dict[str, Outcome]
+    ) -> list[dict[str, Any]]:
+        columns = export_columns(worklist, self.flags)
+        stem = output_stem(self.options.output_dir, self.options.output_name, worklist.source.slug)
+        paths = write_exports(
+            export_rows(worklist, outcomes, self.flags), columns, stem, self.options.formats
+        )
+        rejected = write_rejected(worklist, stem)
+        summary.csv_path = _text(paths.get("csv"))
+        summary.jsonl_path = _text(paths.get("jsonl"))
+        summary.parquet_path = _text(paths.get("parquet"))
+        summary.rejected_path = _text(rejected)
+        rows = export_rows(worklist, outcomes, self.flags)
+        shown = list(_take(rows, max(ROWS_IN_RESULT, TABLE_PAGE_ROWS * TABLE_MAX_PAGES) + 1))
+        summary.counts = count_by_status(row_statuses(worklist, outcomes))
+        summary.rows = shown if len(shown) <= ROWS_IN_RESULT else None
+        return shown
+
+    def _stopped_error(self, summary: PipelineSummary) -> LemlistError:
+        error = self.halt.error
+        assert error is not None
+        where = (
+            f"; every row is in {summary.csv_path or summary.jsonl_path}"
+            if (summary.csv_path or summary.jsonl_path)
+            else ""
+        )
+        return type(error)(
+            f"{error.message} (the run stopped starting enrichments and collected what it had "
+            f"started{where})",
+            status_code=error.status_code,
+            code=error.code,
+        )
+
+
+class _CreditWatch:
+    """Spots lemlist running out of credits when it accepts starts, then fails them: after an
+    enrichment ends with an error, the credits are read (at most every 5 s); below the price of
+    one more enrichment, the run stops starting."""
+
+    def __init__(self, client: LemlistClient, halt: Halt, price: int) -> None:
+        self._client = client
+        self._halt = halt
+        self._price = price
+        self._last = -_CREDIT_CHECK_SECONDS
+        self._check: asyncio.Task[None] | None = None
+
+    def on_result(self, collected: Collected) -> None:
+        """Collector hook: look at the credits after a failed enrichment."""
+        enrichment = collected.enrichment
+        if enrichment is None or enrichment.done or self._halt.error is not None:
+            return
+        now = time.monotonic()
+        if (
+            self._check is None or self._check.done()
+        ) and now - self._last >= _CREDIT_CHECK_SECONDS:
+            self._last = now
+            self._check = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            credits = (await self._client.get_credits()).credits
+        except LemlistError:
+            return
+        if credits < self._price:
+            self._halt.stop(
+                LemlistOutOfCreditsError(
+                    f"lemlist ended enrichments with an error and the team has {credits:g} "
+                    "credits left: it ran out of credits"
+                )
+            )
+
+    async def settle(self) -> None:
+        """Wait for a check still running."""
+        if self._check is not None:
+            with contextlib.suppress(Exception):
+                await self._check
+
+
+def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _batch_row(number: int, answers: list[StartAnswer]) -> dict[str, Any]:
+    statuses = [a.outcome.status for a in answers if a.outcome is not None and not a.enrichment_id]
+    return {
+        "batch": number,
+        "items": len(answers),
+        "started": sum(1 for a in answers if a.enrichment_id),
+        "skipped": sum(1 for s in statuses if s.startswith("skipped")),
+        "refused": sum(1 for s in statuses if s in ("failed", "rejected")),
+        "not_started": sum(1 for s in statuses if s == "not_started"),
+    }
+
+
+def _take(rows: Any, count: int) -> Any:
+    for index, row in enumerate(rows):
+        if index >= count:
+            return
+        yield row
+
+
+def _text(path: Any) -> str | None:
+    return None if path is None else str(path)

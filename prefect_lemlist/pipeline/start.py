@@ -1,0 +1,269 @@
+"""Starting enrichments through the lead endpoint, never twice for the same lead and workflows.
+
+`start_lead` is the only code path that POSTs `/leads/{id}/enrich`: it claims the start in the
+ledger right before the request leaves, and records lemlist's answer (or, when the request
+failed, whether it may have started paid work). The shared pieces of both front doors live here
+too: `StartAnswer`, the run's `Halt` signal, and the ledger of a team.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from prefect_lemlist.api.client import LemlistClient, SendHook
+from prefect_lemlist.api.exceptions import (
+    LemlistAuthError,
+    LemlistError,
+    LemlistOutOfCreditsError,
+)
+from prefect_lemlist.api.models import EnrichLeadResult, EnrichmentFlags
+from prefect_lemlist.pipeline.ledger import (
+    ClaimedElsewhereError,
+    Ledger,
+    Recall,
+    RecordedAnswer,
+    account_key,
+    default_storage,
+)
+from prefect_lemlist.pipeline.outcomes import Outcome
+
+LEADS_IN_FLIGHT = 20
+STOP_GRACE_SECONDS = 5.0
+"""After a Ctrl-C, how long start requests already on the wire may take to answer (so that
+their enrichment ids are recorded) while nothing new is sent."""
+_teams: dict[str, str] = {}  # key fingerprint -> lemlist team id, for this process
+
+
+@dataclass
+class Halt:
+    """Stops a run from starting more enrichments (the key was refused, or credits ran out).
+
+    Attributes:
+        error: the error that stopped it, or None while the run may start enrichments.
+    """
+
+    error: LemlistError | None = None
+
+    def stop(self, error: LemlistError) -> None:
+        """Stop starting (the first reason is kept)."""
+        if self.error is None:
+            self.error = error
+
+    @property
+    def reason(self) -> str | None:
+        """Why nothing more is started, for the rows left out."""
+        if self.error is None:
+            return None
+        if isinstance(self.error, LemlistAuthError):
+            return "not started: the API key was refused (re-run with a working key)"
+        return "not started: the team ran out of credits (re-run after a top-up)"
+
+
+@dataclass
+class StartContext:
+    """What a start needs: the run's open client, its ledger, the workflows and the stop signal.
+
+    Attributes:
+        client: the run's client (its counters are the run's).
+        ledger: the team's ledger for these workflows.
+        flags: the requested workflows.
+        webhook_url: given to lemlist when collecting by webhook.
+        force: start again what was started before (costs again).
+        halt: set when nothing more may be started.
+        stopping: the run was interrupted: requests not yet sent are not sent.
+    """
+
+    client: LemlistClient
+    ledger: Ledger
+    flags: EnrichmentFlags
+    webhook_url: str | None = None
+    force: bool = False
+    halt: Halt = field(default_factory=Halt)
+    stopping: bool = False
+
+    def sending(self, claim_sending: SendHook) -> SendHook:
+        """The hook a start request awaits right before it leaves: nothing is sent once the run
+        is stopping (a Ctrl-C); otherwise the ledger claim records the send."""
+
+        async def hook() -> None:
+            if self.stopping:
+                raise asyncio.CancelledError  # not sent: nothing to record
+            await claim_sending()
+
+        return hook
+
+
+async def finish_or_cancel(context: StartContext, tasks: list[asyncio.Task[Any]]) -> None:
+    """After a Ctrl-C: send nothing more, give requests on the wire a few seconds to answer
+    (their answers are recorded in the ledger), then cancel what is left."""
+    context.stopping = True
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+    for unfinished in pending:
+        unfinished.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+@dataclass
+class StartAnswer:
+    """How starting one item went.
+
+    Attributes:
+        key: the item.
+        enrichment_id: the started enrichment (collect it), or None.
+        started_at: `time.monotonic()` when lemlist accepted it.
+        outcome: the item's final outcome when decided at start (a skip, a refusal, a failure).
+        note: to add to the item's final outcome.
+    """
+
+    key: str
+    enrichment_id: str | None = None
+    started_at: float | None = None
+    outcome: Outcome | None = None
+    note: str | None = None
+
+
+async def team_ledger(client: LemlistClient, flags: EnrichmentFlags) -> Ledger:
+    """The ledger of the client's lemlist team (one `GET /team` per key and process).
+
+    Raises:
+        LemlistError: the team cannot be read (a refused key is found here, before any start).
+    """
+    team_id = _teams.get(client.fingerprint)
+    if team_id is None:
+        team_id = _teams[client.fingerprint] = (await client.get_team()).team_id
+    storage = await default_storage()
+    return Ledger(storage, account_key(team_id), flags.label())
+
+
+def not_started(key: str, reason: str) -> StartAnswer:
+    """The answer for an item the run did not start."""
+    return StartAnswer(key, outcome=Outcome(status="not_started", error=reason))
+
+
+def stop_on(context: StartContext, exc: LemlistError) -> bool:
+    """Halt the run when `exc` means nothing more can be started; returns whether it did."""
+    if isinstance(exc, (LemlistAuthError, LemlistOutOfCreditsError)):
+        context.halt.stop(exc)
+        return True
+    return False
+
+
+async def claim_and_start_lead(
+    context: StartContext, lead_id: str, recall: Recall | None
+) -> EnrichLeadResult:
+    """POST one lead's enrichment inside a ledger claim, and record lemlist's answer.
+
+    Args:
+        context: the run's start context.
+        lead_id: a validated lead id.
+        recall: what an earlier run did: an interrupted start is sent once more *without*
+            `force` (lemlist refuses a second start of a contact while one runs, and skips one
+            that finished: no double billing); an expired answer is asked again.
+
+    Returns:
+        lemlist's answer: an enrichment id, or a 409 skip.
+
+    Raises:
+        ClaimedElsewhereError: another run is starting this lead (nothing sent).
+        LemlistError: lemlist refused or could not be reached.
+    """
+    replace = context.force or recall is not None
+    async with context.ledger.claim_lead(lead_id, replace=replace) as claim:
+        result = await context.client.enrich_lead(
+            lead_id,
+            context.flags,
+            webhook_url=context.webhook_url,
+            force=context.force,
+            before_send=context.sending(claim.sending),
+        )
+        if result.skipped:
+            claim.answered(RecordedAnswer(status_code=409, skip_reason=result.skip_reason))
+        else:
+            assert result.enrichment_id is not None
+            claim.started(result.enrichment_id)
+    return result
+
+
+async def start_lead(context: StartContext, lead_id: str, recall: Recall | None) -> StartAnswer:
+    """Start one lead's enrichment (see `claim_and_start_lead`); refusals become outcomes.
+
+    Returns:
+        The answer (never raises for lemlist's refusals).
+    """
+    if context.halt.reason:
+        return not_started(lead_id, context.halt.reason)
+    interrupted = recall is not None and recall.interrupted
+    try:
+        result = await claim_and_start_lead(context, lead_id, recall)
+    except ClaimedElsewhereError as exc:
+        return not_started(lead_id, str(exc))
+    except LemlistError as exc:
+        if stop_on(context, exc):
+            return not_started(lead_id, f"not started: {exc.message}")
+        return StartAnswer(lead_id, outcome=Outcome(status="failed", error=exc.message))
+    if result.skipped:
+        return StartAnswer(lead_id, outcome=_skip_outcome(result, interrupted))
+    note = "started again: the interrupted run's request had not reached lemlist"
+    return StartAnswer(
+        lead_id,
+        enrichment_id=result.enrichment_id,
+        started_at=time.monotonic(),
+        note=note if interrupted else None,
+    )
+
+
+INTERRUPTED_NOTE = (
+    "re-sent once without force after an interrupted run; lemlist answered that {what}: maybe "
+    "the interrupted request's enrichment, whose id cannot be recovered"
+)
+
+
+def _skip_outcome(result: EnrichLeadResult, interrupted: bool) -> Outcome:
+    """A 409: lemlist started nothing (and, after an interruption, says so in the note)."""
+    if result.skip_reason == "ALREADY_ENRICHED":
+        status, what = "skipped_already_enriched", "the contact is already enriched"
+    else:
+        status, what = "skipped_in_progress", "an enrichment of this contact is running"
+    note = INTERRUPTED_NOTE.format(what=what) if interrupted else None
+    return Outcome(status=status, note=note)
+
+
+@task(name="start-lead-batch", cache_policy=NO_CACHE)
+async def start_lead_batch(
+    lead_ids: list[str], context: StartContext, recalls: dict[str, Recall]
+) -> list[StartAnswer]:
+    """Start the enrichments of a batch of leads (20 requests in flight), through the ledger.
+
+    Per-lead failures are returned as outcomes, not raised, so one bad lead never hides the
+    others.
+
+    Args:
+        lead_ids: the batch.
+        context: the run's start context.
+        recalls: what earlier runs did for leads of the batch (interrupted starts).
+
+    Returns:
+        One `StartAnswer` per lead, in input order.
+    """
+    semaphore = asyncio.Semaphore(LEADS_IN_FLIGHT)
+
+    async def one(lead_id: str) -> StartAnswer:
+        async with semaphore:
+            return await start_lead(context, lead_id, recalls.get(lead_id))
+
+    tasks = [asyncio.create_task(one(lead_id)) for lead_id in lead_ids]
+    try:
+        if tasks:  # `wait`, not `gather`: a cancelled batch must not cut requests on the wire
+            await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        await finish_or_cancel(context, tasks)
+        raise
+    return [done.result() for done in tasks]

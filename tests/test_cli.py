@@ -1,0 +1,740 @@
+"""The `prefect-lemlist` command as a user meets it: real processes against a sandbox and the
+session's Prefect server (issue 11: errors, setup, results, CLI).
+
+Every flow command runs in a child process (the console script, `python -m flows...` or
+`python blocks/save_credentials.py`) with `PREFECT_API_URL` pointing at the session's server, so
+the flow runs it records can be read back here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.settings import PREFECT_API_URL
+
+from prefect_lemlist.cli import build_parser
+from prefect_lemlist.credentials import LemlistCredentials
+from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
+from prefect_lemlist.sandbox.__main__ import build_parser as sandbox_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(Path(sys.executable).parent / "prefect-lemlist")
+COMMANDS = [
+    "enrich-campaign",
+    "enrich-leads",
+    "enrich-contacts",
+    "save-credentials",
+    "global-limit",
+    "sandbox",
+]
+SUMMARY_HEADING = "# lemlist enrichment:"
+LOG_PREFIX = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d+ \| ")
+STAMPED_NAME = r"\d{8}T\d{6}Z(-\d+)?"
+FAST = {"enrichment_seconds": (0.2, 0.6)}
+SECRET = "sandbox-secret-" + "7c1e5a9b3d2f4680"  # keys that must never be printed
+WRONG = "wrong-secret-" + "a1b2c3d4e5f60718"
+TEST_ONLY_VARIABLES = (
+    "PREFECT_TEST_MODE",
+    "PREFECT_UNIT_TEST_MODE",
+    "PREFECT_TESTING_TEST_MODE",
+    "PREFECT_TESTING_UNIT_TEST_MODE",
+    "PREFECT_LOGGING_LEVEL",
+    "PREFECT_DEBUG_MODE",
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@dataclass(repr=False)
+class Result:
+    """A finished command: exit status, its two streams, and how long it took."""
+
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def __repr__(self) -> str:  # what a failed assertion shows
+        return f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+def cli_env(sandbox=None, **overrides: str | None) -> dict[str, str]:
+    """The child's environment: ours, the session's Prefect server, the sandbox's key and URL;
+    an override of None removes the variable."""
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    # a user's process: Prefect's test mode would force DEBUG logging (and its tracebacks)
+    for name in (*TEST_ONLY_VARIABLES, "LEMLIST_API_KEY", "LEMLIST_BASE_URL"):
+        env.pop(name, None)
+    if sandbox is not None:
+        env["LEMLIST_API_KEY"] = sandbox.api_key
+        env["LEMLIST_BASE_URL"] = sandbox.base_url
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def run_cli(
+    args: list[str],
+    env: dict[str, str],
+    *,
+    command: list[str] | None = None,
+    cwd: Path = ROOT,
+    timeout: float = 180,
+) -> Result:
+    start = time.monotonic()
+    process = subprocess.run(
+        [*(command or [SCRIPT]), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(process.returncode, process.stdout, process.stderr, time.monotonic() - start)
+
+
+def one_error(result: Result, code: int | set[int]) -> tuple[str, str | None]:
+    """Check the contract of a known failure; returns the error message and the hint."""
+    codes = code if isinstance(code, set) else {code}
+    assert result.code in codes, result
+    assert "Traceback" not in result.output, result
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    hints = [line for line in result.stderr.splitlines() if line.startswith("hint: ")]
+    assert len(errors) == 1, result
+    assert len(hints) <= 1, result
+    assert "error:" not in result.stdout, result
+    message = errors[0].removeprefix("error: ")
+    assert message.strip(), result
+    assert result.output.count(message) == 1, f"the error is repeated:\n{result}"
+    return message, hints[0].removeprefix("hint: ") if hints else None
+
+
+def repeated_lines(output: str) -> dict[str, int]:
+    """Non-blank lines that appear more than once (log timestamps ignored)."""
+    lines = (LOG_PREFIX.sub("", line).strip() for line in output.splitlines())
+    counts = Counter(line for line in lines if line)
+    return {line: n for line, n in counts.items() if n > 1}
+
+
+def summary_paths(stdout: str) -> dict[str, list[str]]:
+    """The paths of the summary's `- export:` and `- rejected rows:` lines."""
+    found: dict[str, list[str]] = {"export": [], "rejected": []}
+    for line in stdout.splitlines():
+        if line.startswith("- export:"):
+            found["export"] = re.findall(r"`([^`]+)`", line)
+        elif line.startswith("- rejected rows:"):
+            found["rejected"] = re.findall(r"`([^`]+)`", line)
+    return found
+
+
+def assert_successful_run(result: Result) -> None:
+    """Exit 0; stdout is the summary (printed once, last); no line printed twice."""
+    assert result.code == 0, result
+    assert "Traceback" not in result.output, result
+    assert result.output.count(SUMMARY_HEADING) == 1, result
+    assert result.stdout.lstrip().startswith(SUMMARY_HEADING), result  # nothing after it
+    for item in ("- workflows:", "- rows:", "upper-bound", "- API requests:", "- export:"):
+        assert item in result.stdout, (item, result)
+    assert repeated_lines(result.output) == {}, result
+
+
+def read_csv(path: Path | str) -> list[dict[str, str]]:
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+async def flow_runs_for(output_dir: Path | str) -> list:
+    """The flow runs of the session's server whose options name this output directory."""
+    async with get_client() as client:
+        runs = await client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=200)
+    return [
+        run
+        for run in runs
+        if (run.parameters.get("options") or {}).get("output_dir") == str(output_dir)
+    ]
+
+
+def _default_sigint() -> None:  # a terminal's Ctrl-C, even if pytest was started with it ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    """A small campaign for the failure cases (nothing of it is ever enriched)."""
+    with run_sandbox(SandboxConfig(leads=30, seed=11, api_keys=[SECRET], **FAST)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def poor_sandbox():
+    """A team with 10 credits: any run of its campaign could cost more."""
+    config = SandboxConfig(leads=30, seed=12, api_keys=[SECRET], credits=10, **FAST)
+    with run_sandbox(config) as running:
+        yield running
+
+
+# ----------------------------------------------------------------------------- --help
+
+
+def test_help_lists_every_command():
+    result = run_cli(["--help"], cli_env())
+    assert result.code == 0, result
+    for command in COMMANDS:
+        assert re.search(rf"^\s+{command}\b", result.stdout, re.MULTILINE), (command, result)
+    bare = run_cli([], cli_env())  # no command: the help, as a usage error
+    assert bare.code == 2, bare
+    assert all(command in bare.output for command in COMMANDS), bare
+
+
+def _actions(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, (*path, name))
+        elif not isinstance(action, argparse._HelpAction):
+            yield path, action
+
+
+def test_every_option_of_every_command_has_help_text():
+    parser = build_parser()
+    seen = {path[0] for path, _ in _actions(parser) if path}
+    assert seen == set(COMMANDS)
+    missing = [
+        (path, action.option_strings or action.dest)
+        for path, action in _actions(parser)
+        # `sandbox` hands everything after it to the sandbox's own parser (checked below)
+        if not (action.help or "").strip() and action.nargs != argparse.REMAINDER
+    ]
+    missing += [
+        (("sandbox",), action.option_strings or action.dest)
+        for _, action in _actions(sandbox_parser())
+        if not (action.help or "").strip()
+    ]
+    assert missing == []
+    for command in COMMANDS[:-1]:  # and the help text reaches `COMMAND --help`
+        text = parser._subparsers._group_actions[0].choices[command].format_help()
+        for path, action in _actions(parser):
+            if path == (command,) and action.option_strings and action.help:
+                assert action.option_strings[0] in text, (command, action.option_strings)
+
+
+def test_sandbox_command_passes_its_options_to_the_sandbox(tmp_path):
+    people = tmp_path / "people.csv"
+    shown = run_cli(["sandbox", "--help"], cli_env(), timeout=60)  # as `--help` advertises
+    assert shown.code == 0, shown
+    assert "--leads" in shown.stdout, shown
+    written = run_cli(
+        ["sandbox", "--no-serve", "--people", "3", "--people-file", str(people)],
+        cli_env(),
+        timeout=60,
+    )
+    assert written.code == 0, written
+    assert len(read_csv(people)) == 3
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+@dataclass
+class Failure:
+    args: list[str]
+    code: int | set[int]
+    says: tuple[str, ...]
+    hint_says: str | None = None
+    flow_run: bool = True
+    env: dict[str, str | None] | None = None
+    poor: bool = False
+    max_seconds: float | None = None
+
+
+def _failures(tmp: Path) -> dict[str, Failure]:
+    return {
+        "credit-guard-team-credits": Failure(
+            ["enrich-campaign", "{campaign}"],
+            1,
+            ("could cost", "credits", "Nothing was spent"),
+            "--max-credits",
+            poor=True,
+        ),
+        "credit-guard-max-credits": Failure(
+            ["enrich-campaign", "{campaign}", "--max-credits", "1"],
+            1,
+            ("could cost", "max_credits=1"),
+            "--max-credits",
+        ),
+        "missing-input-file": Failure(
+            ["enrich-leads", "--csv", str(tmp / "nowhere.csv")],
+            {1, 2},
+            ("nowhere.csv", "not found"),
+            flow_run=False,
+        ),
+        "csv-without-id-or-email-column": Failure(
+            ["enrich-leads", "--csv", str(tmp / "no-column.csv")],
+            1,
+            ("no-column.csv", "no lead id column", "email"),
+        ),
+        "wrong-api-key": Failure(
+            ["enrich-campaign", "{campaign}"],
+            1,
+            ("401",),
+            "save-credentials",
+            env={"LEMLIST_API_KEY": WRONG},
+        ),
+        "unknown-campaign": Failure(
+            ["enrich-campaign", "cam_NoSuchCampaign0001"], 1, ("404", "Campaign not found")
+        ),
+        "missing-block": Failure(
+            ["enrich-campaign", "{campaign}", "--block", "nope"], 1, ("'nope'",), "save-credentials"
+        ),
+        "nothing-listens-at-base-url": Failure(
+            ["enrich-campaign", "{campaign}"],
+            1,
+            ("127.0.0.1:9",),
+            env={"LEMLIST_BASE_URL": "http://127.0.0.1:9/api"},
+            max_seconds=15.0,
+        ),
+        "no-credentials": Failure(
+            ["enrich-campaign", "{campaign}"],
+            2,
+            ("LEMLIST_API_KEY", "--block"),
+            "save-credentials",
+            flow_run=False,
+            env={"LEMLIST_API_KEY": None, "LEMLIST_BASE_URL": None},
+        ),
+        "limit-zero": Failure(
+            ["enrich-campaign", "{campaign}", "--limit", "0"], 2, ("limit",), flow_run=False
+        ),
+        "negative-batch-size": Failure(
+            ["enrich-campaign", "{campaign}", "--batch-size", "-1"],
+            2,
+            ("batch-size",),
+            flow_run=False,
+        ),
+    }
+
+
+FAILURES = list(_failures(Path("unused")))
+
+
+@pytest.mark.parametrize("case", FAILURES)
+async def test_a_known_failure_is_one_error_line_and_a_failed_flow_run(
+    case, tmp_path, sandbox, poor_sandbox
+):
+    (tmp_path / "no-column.csv").write_text("name,company\nAda,Acme\n")
+    failure = _failures(tmp_path)[case]
+    lemlist = poor_sandbox if failure.poor else sandbox
+    out = tmp_path / "out"
+    args = [arg.replace("{campaign}", lemlist.campaign_id) for arg in failure.args]
+    lemlist.reset_stats()
+
+    result = run_cli([*args, "--output-dir", str(out)], cli_env(lemlist, **(failure.env or {})))
+
+    message, hint = one_error(result, failure.code)
+    for text in failure.says:
+        assert text in message, (text, result)
+    if failure.hint_says:
+        assert hint is not None and failure.hint_says in hint, result
+    assert lemlist.stats().requests_by_route.get("enrich_post", 0) == 0  # nothing spent
+    assert not list(out.glob("*.csv")), "a failed run must not leave an export"
+    _secrets_hidden(result)
+    if failure.max_seconds is not None:
+        assert result.seconds < failure.max_seconds, result
+    if case == "nothing-listens-at-base-url":
+        assert "ConnectError" in message or "refused" in message.lower(), result
+    runs = await flow_runs_for(out)
+    if not failure.flow_run:
+        assert runs == []
+        return
+    assert len(runs) == 1, [(run.name, run.state) for run in runs]
+    state = runs[0].state
+    assert state is not None and state.is_failed(), state
+    assert message in " ".join((state.message or "").split()), (message, state.message)
+
+
+def test_debug_shows_what_the_error_line_hides(tmp_path, sandbox):
+    args = ["enrich-campaign", sandbox.campaign_id, "--block", "nope"]
+    args += ["--output-dir", str(tmp_path)]
+    quiet = run_cli(args, cli_env(sandbox))
+    message, _ = one_error(quiet, 1)
+    loud = run_cli(["--debug", *args], cli_env(sandbox))
+    assert loud.code == 1, loud
+    assert f"error: {message}" in loud.stderr.splitlines(), loud
+    assert "Traceback" in loud.output, loud
+    assert len(loud.output.splitlines()) > len(quiet.output.splitlines()) + 3, loud
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+async def test_ctrl_c_exits_130_records_cancelled_and_the_same_command_resumes(tmp_path):
+    config = SandboxConfig(leads=80, seed=13, latency_seconds=(0.3, 0.3), **FAST)
+    out = tmp_path / "out"
+    with run_sandbox(config) as lemlist:
+        selected = {lead.lead_id for lead in lemlist.leads if not lead.email}
+        command = [sys.executable, "-m", "flows.enrich_campaign", lemlist.campaign_id]
+        command += ["--output-dir", str(out), "--collection", "webhook"]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=cli_env(lemlist),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_default_sigint,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            # past the first wave: some starts have their answer (the 21st POST of a key can
+            # only leave 2 s after an earlier POST's answer), others are in flight
+            while lemlist.stats().requests_by_route.get("enrich_post", 0) < 25:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "no enrichment started in time"
+                time.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        posts_at_interrupt = sum(lemlist.stats().enrich_posts_by_lead.values())
+        interrupted = Result(process.returncode, stdout, stderr, 0.0)
+
+        message, hint = one_error(interrupted, 130)
+        assert message == "interrupted", interrupted
+        assert hint is not None and "re-run the same command to resume" in hint, interrupted
+        assert interrupted.output.count("re-run the same command") == 1, interrupted
+        assert posts_at_interrupt < len(selected), "interrupted too late to show anything"
+
+        runs = await flow_runs_for(out)
+        assert [run.state.type.value for run in runs] == ["CANCELLED"], runs
+        assert "re-run the same command" in (runs[0].state.message or "")
+
+        again = run_cli(command[1:], cli_env(lemlist), command=[sys.executable])
+        stats = lemlist.stats()
+
+    assert_successful_run(again)
+    recalled = re.search(r"from earlier runs \(no new charge\): (\d+)", again.stdout)
+    assert recalled and int(recalled.group(1)) >= 1, again
+    assert max(stats.enrichments_started_by_lead.values()) == 1  # nothing started twice
+    exports = list(out.glob("*.csv"))
+    assert len(exports) == 1, exports
+    rows = read_csv(exports[0])
+    assert sorted(row["lead_id"] for row in rows) == sorted(selected)
+    # the requests on the wire at the Ctrl-C were allowed to finish and be recorded: the re-run
+    # collects them (no lead is re-sent after an interruption and left without its result)
+    lost = [row for row in rows if "cannot be recovered" in row["note"]]
+    assert not lost, lost
+    assert "re-sent once without force" not in again.stdout
+    states = {run.state.type.value for run in await flow_runs_for(out)}
+    assert states == {"CANCELLED", "COMPLETED"}
+
+
+# ----------------------------------------------------------------------------- save-credentials
+
+
+def _block_name() -> str:
+    return f"cli-test-{uuid.uuid4().hex[:10]}"
+
+
+def _secrets_hidden(*results: Result) -> None:
+    for result in results:
+        assert SECRET not in result.output, result
+        assert WRONG not in result.output, result
+
+
+async def test_save_credentials_checks_the_key_reads_the_base_url_and_never_prints_the_key():
+    name = _block_name()
+    with run_sandbox(SandboxConfig(leads=3, seed=14, api_keys=[SECRET], credits=4321)) as lemlist:
+        env = cli_env(lemlist)
+        saved = run_cli(["save-credentials", name], env)
+        first = await LemlistCredentials.aload(name) if saved.code == 0 else None
+        again = run_cli(["save-credentials", name], env)
+        proxy = "https://proxy.example.test/lemlist"
+        overwritten = run_cli(
+            ["save-credentials", name, "--overwrite", "--no-check", "--base-url", proxy], env
+        )
+        wrapper_name = _block_name()
+        wrapper = run_cli(
+            [wrapper_name], env, command=[sys.executable, "blocks/save_credentials.py"]
+        )
+        credits_requests = lemlist.stats().requests_by_route.get("credits", 0)
+
+    _secrets_hidden(saved, again, overwritten, wrapper)
+    assert saved.code == 0, saved
+    assert "4321" in saved.stdout, saved  # the key was checked: the credits are shown
+    assert first is not None and first.base_url == lemlist.base_url  # LEMLIST_BASE_URL
+    assert first.api_key.get_secret_value() == SECRET
+    # GET /team/credits before saving: save, again, wrapper (--no-check sends nothing)
+    assert credits_requests == 3
+
+    message, hint = one_error(again, 1)
+    assert name in message and "already exists" in message, again
+    assert hint is not None and "--overwrite" in hint, again
+
+    assert overwritten.code == 0, overwritten
+    block = await LemlistCredentials.aload(name)
+    assert block.base_url == proxy  # --base-url wins over LEMLIST_BASE_URL
+    assert block.api_key.get_secret_value() == SECRET
+
+    assert wrapper.code == 0, wrapper
+    assert "4321" in wrapper.stdout, wrapper
+    block = await LemlistCredentials.aload(wrapper_name)
+    assert block.base_url == lemlist.base_url  # LEMLIST_BASE_URL was read
+    assert block.api_key.get_secret_value() == SECRET
+
+
+async def test_save_credentials_refuses_a_wrong_key_unless_no_check_and_a_url_without_scheme():
+    refused_name, forced_name, bad_url_name = _block_name(), _block_name(), _block_name()
+    with run_sandbox(SandboxConfig(leads=3, seed=15, api_keys=[SECRET])) as lemlist:
+        env = cli_env(lemlist, LEMLIST_API_KEY=WRONG)
+        refused = run_cli(["save-credentials", refused_name], env)
+        forced = run_cli(["save-credentials", forced_name, "--no-check"], env)
+        no_scheme = run_cli(
+            ["save-credentials", bad_url_name, "--base-url", "api.lemlist.com/api"],
+            cli_env(lemlist),
+        )
+
+    _secrets_hidden(refused, forced, no_scheme)
+    message, hint = one_error(refused, 1)
+    assert "401" in message or "refused" in message, refused
+    assert hint is not None and "--no-check" in hint, refused
+    with pytest.raises(ValueError):
+        await LemlistCredentials.aload(refused_name)  # not saved
+
+    assert forced.code == 0, forced
+    assert (await LemlistCredentials.aload(forced_name)).api_key.get_secret_value() == WRONG
+
+    message, _ = one_error(no_scheme, {1, 2})
+    assert "https://" in message, no_scheme
+    with pytest.raises(ValueError):
+        await LemlistCredentials.aload(bad_url_name)
+
+
+# ----------------------------------------------------------------------------- results
+
+
+INPUT_COLUMNS = ["lead_id", "crm_id", "owner", "score"]
+
+
+@pytest.fixture(scope="module")
+def leads_file_runs(tmp_path_factory):
+    """`enrich-leads --csv` run twice from the same directory with default names, then once with
+    `--output-name` and Parquet."""
+    work = tmp_path_factory.mktemp("leads-file")
+    with run_sandbox(SandboxConfig(leads=30, seed=16, **FAST)) as lemlist:
+        findable = [lead.lead_id for lead in lemlist.leads if lead.kind is LeadKind.FINDABLE]
+        first, second = findable[:2]
+        lines = [
+            INPUT_COLUMNS,
+            [first, "crm-1", "alice", "10"],
+            [second, "crm-2", "bob", "20"],
+            [first, "crm-3", "carol", "30"],  # the same lead again: one enrichment, two rows
+            ["", "crm-4", "dave", "40"],  # missing id
+            ["lea bad id", "crm-5", "erin", "50"],  # malformed id
+        ]
+        with (work / "crm-export.csv").open("w", newline="") as handle:
+            csv.writer(handle).writerows(lines)
+        env = cli_env(lemlist)
+        base = ["enrich-leads", "--csv", "crm-export.csv", "--collection", "webhook"]
+        runs = {"a": run_cli([*base, "--output-dir", "out"], env, cwd=work)}
+        # an earlier export made in "the same second" as the next run: the next run's default
+        # name must not reuse it (placeholders for every second the run may end in)
+        now = datetime.now(timezone.utc)
+        placeholders = {}
+        for second in range(120):
+            stamp = (now + timedelta(seconds=second)).strftime("%Y%m%dT%H%M%SZ")
+            path = work / "out" / f"crm-export-{stamp}.csv"
+            if not path.exists():
+                path.write_text("earlier export\n")
+                placeholders[path] = "earlier export\n"
+        runs["b"] = run_cli([*base, "--output-dir", "out"], env, cwd=work)
+        named = [*base, "--output-dir", str(work / "named"), "--output-name", "trial"]
+        runs["named"] = run_cli([*named, "--format", "csv", "--format", "parquet"], env, cwd=work)
+        stats = lemlist.stats()
+    return {"work": work, "runs": runs, "placeholders": placeholders, "stats": stats}
+
+
+def test_leads_file_export_keeps_every_input_column_and_rejects_bad_rows(leads_file_runs):
+    result = leads_file_runs["runs"]["a"]
+    work = leads_file_runs["work"]
+    assert_successful_run(result)
+    paths = summary_paths(result.stdout)
+    csv_path = next(Path(p) for p in paths["export"] if p.endswith(".csv"))
+    rows = read_csv(csv_path)
+    header = list(rows[0])
+    assert header[: len(INPUT_COLUMNS)] == INPUT_COLUMNS, header
+    assert [(r["lead_id"], r["crm_id"], r["owner"], r["score"]) for r in rows] == [
+        (r[0], r[1], r[2], r[3])
+        for r in csv.reader((work / "crm-export.csv").open(newline=""))
+        if r != INPUT_COLUMNS
+    ]
+    statuses = [row["status"] for row in rows]
+    assert statuses[3:] == ["rejected", "rejected"], rows
+    assert "rejected" not in statuses[:3], rows
+    rejected = read_csv(paths["rejected"][0])
+    assert Path(paths["rejected"][0]).name == csv_path.name.replace(".csv", ".rejected.csv")
+    assert [row["line"] for row in rejected] == ["5", "6"], rejected
+    assert all(row["reason"] for row in rejected), rejected
+    assert rejected[1]["value"] == "lea bad id", rejected
+
+
+def test_summary_paths_are_absolute_and_default_names_carry_input_and_time(leads_file_runs):
+    work = leads_file_runs["work"]
+    for key in ("a", "b"):
+        result = leads_file_runs["runs"][key]
+        assert_successful_run(result)
+        paths = summary_paths(result.stdout)
+        assert len(paths["export"]) == 2 and len(paths["rejected"]) == 1, result
+        for path in (*paths["export"], *paths["rejected"]):
+            assert Path(path).is_absolute(), path  # --output-dir out was relative
+            assert Path(path).parent == (work / "out").resolve(), path
+            assert Path(path).exists(), path
+            pattern = rf"crm-export-{STAMPED_NAME}(\.rejected)?\.(csv|jsonl)"
+            assert re.fullmatch(pattern, Path(path).name), path
+
+
+def test_running_the_same_command_twice_never_overwrites_an_export(leads_file_runs):
+    runs = leads_file_runs["runs"]
+    first = set(summary_paths(runs["a"].stdout)["export"])
+    second = set(summary_paths(runs["b"].stdout)["export"])
+    assert first and second and not first & second
+    for path in first:  # the first export is still there, whole
+        assert Path(path).exists()
+        if path.endswith(".csv"):
+            assert len(read_csv(path)) == 5
+    for path, text in leads_file_runs["placeholders"].items():
+        assert path.read_text() == text, f"{path} was overwritten"
+    # the second run found the results in the ledger: nothing started twice
+    assert max(leads_file_runs["stats"].enrichments_started_by_lead.values()) == 1
+
+
+def test_output_name_and_parquet_export_hold_the_csv_rows(leads_file_runs):
+    import pyarrow.parquet as pq
+
+    result = leads_file_runs["runs"]["named"]
+    named = (leads_file_runs["work"] / "named").resolve()
+    assert_successful_run(result)
+    paths = summary_paths(result.stdout)
+    assert sorted(paths["export"]) == [str(named / "trial.csv"), str(named / "trial.parquet")]
+    assert paths["rejected"] == [str(named / "trial.rejected.csv")]
+    rows = read_csv(named / "trial.csv")
+    table = pq.read_table(named / "trial.parquet").to_pylist()
+    assert list(table[0]) == list(rows[0])  # same columns, same order
+    as_csv = [{k: "" if v is None else str(v) for k, v in row.items()} for row in table]
+    assert as_csv == rows
+
+
+def test_a_parquet_only_export_never_overwrites_one_of_the_same_second(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    people = tmp_path / "ids.csv"
+    with run_sandbox(SandboxConfig(leads=10, seed=17, **FAST)) as lemlist:
+        people.write_text(f"lead_id\n{lemlist.leads[0].lead_id}\n")
+        now = datetime.now(timezone.utc)
+        earlier = []
+        for second in range(120):  # an earlier Parquet export for every second the run may end in
+            stamp = (now + timedelta(seconds=second)).strftime("%Y%m%dT%H%M%SZ")
+            path = out / f"ids-{stamp}.parquet"
+            path.write_bytes(b"earlier export")
+            earlier.append(path)
+        args = ["enrich-leads", "--csv", str(people), "--format", "parquet"]
+        args += ["--output-dir", str(out), "--collection", "webhook"]
+        result = run_cli(args, cli_env(lemlist))
+    assert_successful_run(result)
+    overwritten = [path.name for path in earlier if path.read_bytes() != b"earlier export"]
+    assert overwritten == []
+
+
+# ----------------------------------------------------------------------------- trials
+
+
+def test_limit_starts_at_most_n_enrichments(tmp_path):
+    with run_sandbox(SandboxConfig(leads=30, seed=18, **FAST)) as lemlist:
+        needing = [lead for lead in lemlist.leads if not lead.email]
+        assert len(needing) > 3
+        args = ["enrich-campaign", lemlist.campaign_id, "--limit", "3"]
+        args += ["--output-dir", str(tmp_path), "--collection", "webhook"]
+        result = run_cli(args, cli_env(lemlist))
+        stats = lemlist.stats()
+    assert_successful_run(result)
+    assert 1 <= sum(stats.enrich_posts_by_lead.values()) <= 3, stats.enrich_posts_by_lead
+    assert stats.enrichments_started <= 3
+    exports = list(tmp_path.glob("*.csv"))
+    assert len(exports) == 1
+    name = exports[0].name
+    assert re.fullmatch(rf"{slug(lemlist.campaign_id)}-{STAMPED_NAME}\.csv", name), name
+    assert {row["lead_id"] for row in read_csv(exports[0])} >= set(stats.enrich_posts_by_lead)
+
+
+UNKNOWN_LEAD = "lea_NotInThisCampaign1"
+
+
+@pytest.fixture(scope="module")
+def lead_id_trial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lead-id-trial")
+    with run_sandbox(SandboxConfig(leads=30, seed=19, **FAST)) as lemlist:
+        chosen = [lead.lead_id for lead in lemlist.leads if lead.kind is LeadKind.FINDABLE][:2]
+        args = ["enrich-campaign", lemlist.campaign_id, "--output-dir", str(out)]
+        for lead_id in [*chosen, UNKNOWN_LEAD]:
+            args += ["--lead-id", lead_id]
+        result = run_cli([*args, "--collection", "webhook"], cli_env(lemlist))
+        stats = lemlist.stats()
+    return {"result": result, "stats": stats, "chosen": chosen, "out": out}
+
+
+def test_lead_id_enriches_only_those_leads_and_reports_an_unknown_one(lead_id_trial):
+    result, stats, chosen = lead_id_trial["result"], lead_id_trial["stats"], lead_id_trial["chosen"]
+    assert_successful_run(result)
+    assert set(stats.enrich_posts_by_lead) == set(chosen)
+    assert set(stats.enrichments_started_by_lead) <= set(chosen)
+    paths = summary_paths(result.stdout)
+    rows = read_csv(next(p for p in paths["export"] if p.endswith(".csv")))
+    by_id = {row["lead_id"]: row for row in rows}
+    assert set(by_id) == {*chosen, UNKNOWN_LEAD}, rows
+    assert all(by_id[lead_id]["status"] != "rejected" for lead_id in chosen)
+    assert by_id[UNKNOWN_LEAD]["status"] == "rejected"
+    assert "not a lead of campaign" in by_id[UNKNOWN_LEAD]["error"], by_id[UNKNOWN_LEAD]
+    assert len(paths["rejected"]) == 1 and len(read_csv(paths["rejected"][0])) == 1
+    assert "1 rejected" in result.stdout
+
+
+def test_an_unknown_lead_id_is_named_in_the_rejected_file_and_summary(lead_id_trial):
+    result = lead_id_trial["result"]
+    rejected = read_csv(summary_paths(result.stdout)["rejected"][0])
+    assert [row["value"] for row in rejected] == [UNKNOWN_LEAD]
+    listed = result.stdout.split("Rejected inputs", 1)[1]
+    assert UNKNOWN_LEAD in listed, result
