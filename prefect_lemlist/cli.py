@@ -364,18 +364,19 @@ def run_flow(start: Callable[[], Any], *, debug: bool = False) -> int:
         The exit status: 0, 1 (the run failed), 130 (interrupted).
     """
     from prefect_lemlist.flows._common import CANCEL_IS_INTERRUPT
+    from prefect_lemlist.local_api import local_api_unless_configured
     from prefect_lemlist.pipeline.report import render_summary
 
     async def run() -> Any:
         CANCEL_IS_INTERRUPT.set(True)
-        return await start()
+        state = await start()
+        return state, await state.aresult(raise_on_failure=False)
 
-    with _Console(debug=debug):
-        state = asyncio.run(run())
+    with local_api_unless_configured(), _Console(debug=debug):
+        state, result = asyncio.run(run())
     if state.is_cancelled():
         _error("interrupted", RESUME_HINT)
         return EXIT_INTERRUPTED
-    result = asyncio.run(state.aresult(raise_on_failure=False))
     if state.is_completed():
         print(render_summary(result))
         return EXIT_OK

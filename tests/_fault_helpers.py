@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from prefect_lemlist import testing
+from prefect_lemlist import local_api
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTED: list[subprocess.Popen] = []  # every process started here, for `kill_leftovers`
@@ -104,8 +104,8 @@ def kill9(process: subprocess.Popen) -> None:
     process.wait(30)
 
 
-class PrefectServer(testing.PrefectServer):
-    """`prefect_lemlist.testing.PrefectServer`, with its processes killed by `kill_leftovers`."""
+class PrefectServer(local_api.PrefectServer):
+    """`prefect_lemlist.local_api.PrefectServer`, with its processes killed by `kill_leftovers`."""
 
     async def start(self, timeout: float = 120.0) -> None:
         try:

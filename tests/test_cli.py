@@ -463,6 +463,66 @@ async def test_ctrl_c_exits_130_records_cancelled_and_the_same_command_resumes(t
     assert states == {"CANCELLED", "COMPLETED"}
 
 
+@pytest.mark.slow
+def test_ctrl_c_without_a_configured_api_is_quick_and_recorded(tmp_path):
+    """No PREFECT_API_URL: the CLI serves its own local API from another session, so a
+    terminal's Ctrl-C (SIGINT to the whole process group) does not kill the API under the run:
+    the run is recorded Cancelled, the CLI exits at once, and no server is left behind."""
+    home = tmp_path / "home"
+    config = SandboxConfig(leads=120, seed=16, latency_seconds=(0.3, 0.3), **FAST)
+    with run_sandbox(config) as lemlist:
+        env = cli_env(
+            lemlist,
+            PREFECT_API_URL=None,
+            PREFECT_HOME=str(home),
+            PREFECT_SERVER_EPHEMERAL_ENABLED="true",
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        )
+        command = [sys.executable, "-m", "flows.enrich_campaign", lemlist.campaign_id]
+        command += ["--output-dir", str(tmp_path / "out")]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own group, so that we can signal the whole group
+        )
+        try:
+            deadline = time.monotonic() + 150
+            while lemlist.stats().requests_by_route.get("enrich_post", 0) < 25:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "no enrichment started in time"
+                time.sleep(0.05)
+            interrupted_at = time.monotonic()
+            os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+            stdout, stderr = process.communicate(timeout=60)
+            took = time.monotonic() - interrupted_at
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    result = Result(process.returncode, stdout, stderr, took)
+    message, hint = one_error(result, 130)
+    assert message == "interrupted" and hint and "re-run the same command" in hint, result
+    assert took < 15, result  # it used to wait minutes for an API Ctrl-C had killed
+    import sqlite3
+
+    with sqlite3.connect(home / "prefect.db") as database:
+        states = [row[0] for row in database.execute("select state_type from flow_run")]
+    assert states == ["CANCELLED"]
+    time.sleep(1)
+    lingering = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"PREFECT_HOME={home}".encode() in environ.read_bytes().split(b"\0"):
+                lingering.append(environ.parent.name)
+        except OSError:
+            continue
+    assert lingering == []  # the local API stopped with the CLI
+
+
 # ----------------------------------------------------------------------------- save-credentials
 
 

@@ -93,11 +93,17 @@ async def test_enrich_campaign_accounts_for_every_lead(tmp_path, collection):
 async def test_artifacts_summary_table_and_progress(tmp_path):
     with run_sandbox(SandboxConfig(leads=30, seed=2, **FAST)) as sandbox:
         await save_block(sandbox, "flow-test-artifacts")
-        summary = await enrich_campaign(
-            sandbox.campaign_id, "flow-test-artifacts", options=options(tmp_path)
+        state = await enrich_campaign(
+            sandbox.campaign_id, "flow-test-artifacts", options=options(tmp_path), return_state=True
         )
+        summary = await state.result()
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    this_run = ArtifactFilter(
+        flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+    )
     async with get_client() as client:
-        artifacts = await client.read_artifacts()
+        artifacts = await client.read_artifacts(artifact_filter=this_run)
     artifacts.sort(key=lambda a: a.created)
     by_key = {a.key: a for a in artifacts if a.key}  # the latest version of each key
     slug = sandbox.campaign_id.lower().replace("_", "-")

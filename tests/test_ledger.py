@@ -22,6 +22,7 @@ from prefect_lemlist.api.exceptions import (
     LemlistResponseError,
     LemlistServerError,
 )
+from prefect_lemlist.local_api import PrefectServer
 from prefect_lemlist.pipeline import ledger as ledger_module
 from prefect_lemlist.pipeline.ledger import (
     ClaimedElsewhereError,
@@ -32,7 +33,6 @@ from prefect_lemlist.pipeline.ledger import (
     account_key,
 )
 from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
-from prefect_lemlist.testing import PrefectServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

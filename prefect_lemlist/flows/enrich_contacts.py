@@ -22,7 +22,7 @@ DEFAULT_OPTIONS = ContactOptions()
 @flow(name="enrich-contacts", validate_parameters=True)
 async def enrich_contacts(
     path: str | None = None,
-    contacts: list[Contact | dict[str, Any]] | None = None,
+    contacts: list[dict[str, Any] | Contact] | None = None,
     credentials_block: LemlistCredentials | str | None = None,
     options: ContactOptions = DEFAULT_OPTIONS,
 ) -> PipelineSummary:
@@ -53,7 +53,7 @@ async def enrich_contacts(
 
 async def _enrich_contacts(
     path: str | None,
-    contacts: list[Contact | dict[str, Any]] | None,
+    contacts: list[dict[str, Any] | Contact] | None,
     credentials_block: LemlistCredentials | str | None,
     options: ContactOptions,
 ) -> PipelineSummary:

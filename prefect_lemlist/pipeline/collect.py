@@ -269,7 +269,10 @@ class ResultCollector:
     def _resolve(self, item: _Pending, collected: Collected, source: str) -> None:
         self._pending.pop(item.enrichment_id, None)
         self._resolved_ids.add(item.enrichment_id)
-        collected = Collected(**{**collected.__dict__, "source": source})
+        enrichment = collected.enrichment
+        if enrichment is not None and enrichment.raw:  # kept for 100,000s: only what is read
+            enrichment = enrichment.model_copy(update={"raw": {}})
+        collected = Collected(**{**collected.__dict__, "source": source, "enrichment": enrichment})
         self.results[item.key] = collected
         self.stats.sources[source] = self.stats.sources.get(source, 0) + 1
         self._wake.set()

@@ -76,9 +76,9 @@ class FrontDoor(Protocol):
         """What earlier runs did for these items."""
 
     async def start(
-        self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan
+        self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan, name: str
     ) -> list[StartAnswer]:
-        """Start one batch (a Prefect task run)."""
+        """Start one batch (a Prefect task run named `name`)."""
 
 
 class LeadDoor:
@@ -94,11 +94,12 @@ class LeadDoor:
         return await ledger.recall_leads(keys)
 
     async def start(
-        self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan
+        self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan, name: str
     ) -> list[StartAnswer]:
         """One `start-lead-batch` task run."""
         resend = {key: plan.resend[key] for key in batch if key in plan.resend}
-        return await start_lead_batch(batch, context, resend)
+        task = start_lead_batch.with_options(task_run_name=f"start leads {name}")
+        return await task(batch, context, resend)
 
 
 class ContactDoor:
@@ -114,11 +115,12 @@ class ContactDoor:
         return await ledger.recall_contacts(keys)
 
     async def start(
-        self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan
+        self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan, name: str
     ) -> list[StartAnswer]:
         """One `start-contact-chunk` task run (one bulk request)."""
         contacts: list[Contact] = [worklist.items[key] for key in batch]
-        return await start_contact_chunk(batch, contacts, context)
+        task = start_contact_chunk.with_options(task_run_name=f"start people {name}")
+        return await task(batch, contacts, context)
 
 
 class EnrichmentRun:
@@ -240,11 +242,13 @@ class EnrichmentRun:
     ) -> None:
         """Start the plan's items batch by batch; stop starting when the run is halted."""
         total, started = len(worklist.items), len(plan.to_collect) + len(plan.decided)
-        for number, batch in enumerate(_chunks(plan.to_start, door.batch_size), start=1):
+        batches = _chunks(plan.to_start, door.batch_size)
+        for number, batch in enumerate(batches, start=1):
             if self.halt.reason:
                 answers = [not_started(key, self.halt.reason) for key in batch]
             else:
-                answers = await self._start_batch(door, batch, worklist, context, plan)
+                name = f"{number}/{len(batches)}"
+                answers = await self._start_batch(door, batch, worklist, context, plan, name)
             self.started += sum(1 for answer in answers if answer.enrichment_id)
             for answer in answers:
                 if answer.note:
@@ -264,9 +268,10 @@ class EnrichmentRun:
         worklist: Worklist,
         context: StartContext,
         plan: Plan,
+        name: str,
     ) -> list[StartAnswer]:
         try:
-            return await door.start(batch, worklist, context, plan)
+            return await door.start(batch, worklist, context, plan, name)
         except Exception as exc:  # the task failed as a whole: report, never lose an item
             error = f"the start task failed: {type(exc).__name__}: {exc}"
             return [

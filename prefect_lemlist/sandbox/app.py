@@ -519,29 +519,49 @@ async def deliver_webhook(client: httpx.AsyncClient, state: SandboxState, job: W
         )
 
 
+WEBHOOK_SENDERS = 32
+"""Webhooks delivered at once. A fixed pool of senders draining a queue: one task per webhook on
+one HTTP client makes the connection pool rescan every waiting request whenever a connection
+frees up, which grows quadratically with the queue (tens of thousands of due webhooks)."""
+
+
 async def completion_loop(state: SandboxState, client: httpx.AsyncClient) -> None:
-    """Finish due enrichments and dispatch their webhooks, every `TICK_SECONDS`, forever.
+    """Finish due enrichments and queue their webhooks, every `TICK_SECONDS`, forever; a pool of
+    `WEBHOOK_SENDERS` workers delivers them.
 
     Args:
         state: the sandbox state.
         client: the HTTP client for webhooks.
     """
-    deliveries: set[asyncio.Task[None]] = set()
+    queue: asyncio.Queue[WebhookJob] = asyncio.Queue()
+    senders = [
+        asyncio.create_task(_send_webhooks(queue, client, state)) for _ in range(WEBHOOK_SENDERS)
+    ]
     try:
         while True:
             try:
                 state.complete_due()
                 for job in state.take_webhook_jobs():
-                    task = asyncio.create_task(deliver_webhook(client, state, job))
-                    deliveries.add(task)
-                    task.add_done_callback(deliveries.discard)
+                    queue.put_nowait(job)
             except Exception:  # never let the loop die
                 logger.exception("sandbox completion loop failed")
             await asyncio.sleep(TICK_SECONDS)
     finally:
-        for task in list(deliveries):
-            task.cancel()
-        await asyncio.gather(*deliveries, return_exceptions=True)
+        for sender in senders:
+            sender.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+
+
+async def _send_webhooks(
+    queue: asyncio.Queue[WebhookJob], client: httpx.AsyncClient, state: SandboxState
+) -> None:
+    """One delivery worker: deliver queued webhooks, one at a time, forever."""
+    while True:
+        job = await queue.get()
+        try:
+            await deliver_webhook(client, state, job)
+        except Exception:  # a failed delivery is recorded by deliver_webhook; never die
+            logger.exception("sandbox webhook delivery failed")
 
 
 ADMIN_STATS_PATH = "/_sandbox/stats"
@@ -592,7 +612,12 @@ def create_app(
         runtime.loop = asyncio.get_running_loop()
         runtime.stopping = asyncio.Event()
         async with httpx.AsyncClient(
-            timeout=WEBHOOK_TIMEOUT_SECONDS, trust_env=False, follow_redirects=False
+            # many deliveries fall due at once: they wait for one of 64 connections (no pool
+            # timeout) instead of failing; each delivery still times out after 5 s
+            timeout=httpx.Timeout(WEBHOOK_TIMEOUT_SECONDS, pool=None),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            trust_env=False,
+            follow_redirects=False,
         ) as client:
             task = asyncio.create_task(completion_loop(state, client))
             try:

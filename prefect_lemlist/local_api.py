@@ -1,21 +1,31 @@
-"""Helpers for the project's tests and benchmarks: a real `prefect server start` in a subprocess.
+"""A local Prefect API: a real `prefect server start` in a subprocess, with its own home.
 
-Prefect's `prefect_test_harness` runs an in-process API server; some tests need the real thing
-(several flow processes sharing one API, the API going down and coming back on the same port and
-database). `PrefectServer` starts and stops one with its own Prefect home (and SQLite database).
+The CLI uses it instead of Prefect's ephemeral API, which Prefect starts as a plain child process:
+a terminal's Ctrl-C reaches the whole process group and would stop that API before the run could
+be recorded `Cancelled` (the CLI then hung for minutes). This one runs in its own session, and
+dies with its parent on Linux. The tests and benchmarks use it for several flow processes sharing
+one API, and for an API that goes down and comes back on the same port and database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import inspect
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogHandler
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
 
 def free_port() -> int:
@@ -23,6 +33,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: its own session (a terminal's Ctrl-C does not reach it) and,
+    on Linux, SIGTERM when the parent dies (it never outlives the CLI that started it)."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class PrefectServer:
@@ -34,10 +53,12 @@ class PrefectServer:
     Args:
         home: the server's `PREFECT_HOME` (created if missing).
         port: the port to serve on (default: a free one, kept across restarts).
+        own_session: run it in its own session, dying with its parent (see the module doc).
     """
 
-    def __init__(self, home: Path, port: int | None = None) -> None:
+    def __init__(self, home: Path, port: int | None = None, *, own_session: bool = False) -> None:
         self.home = home
+        self.own_session = own_session
         self.port = port if port is not None else free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         self.process: subprocess.Popen | None = None
@@ -68,6 +89,7 @@ class PrefectServer:
                 env=self._env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if self.own_session else None,
             )
         return log_path
 
@@ -107,3 +129,39 @@ class PrefectServer:
                 self.process.wait(10)
                 return
             await asyncio.sleep(0.1)
+
+
+@contextlib.contextmanager
+def local_api_unless_configured() -> Iterator[str | None]:
+    """Where Prefect would start its ephemeral API (no `PREFECT_API_URL`, ephemeral mode on),
+    serve the same local API from its own session instead, for the duration of the block.
+
+    Yields:
+        The local API's URL, or None when an API is configured (then nothing is started).
+
+    Raises:
+        RuntimeError: the local API did not start (the end of its log is in the message).
+    """
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        yield None
+        return
+    server = PrefectServer(Path(settings.home), own_session=True)
+    asyncio.run(server.start(timeout=settings.server.ephemeral.startup_timeout_seconds))
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.url}):
+            try:
+                yield server.url
+            finally:
+                asyncio.run(_deliver_pending_logs_and_events())
+    finally:
+        asyncio.run(server.stop())
+
+
+async def _deliver_pending_logs_and_events() -> None:
+    """Send the run's last logs and events while the API still answers (they would otherwise
+    be retried against a stopped API at exit, for minutes)."""
+    await APILogHandler.aflush()
+    drained = EventsWorker.drain_all()
+    if inspect.isawaitable(drained):
+        await drained
