@@ -61,6 +61,16 @@ def _demo_state(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     return state, state["runs"]
 
 
+def _options(cls: type[Any], args: argparse.Namespace) -> Any:
+    """The demo's options for either flow (quick first polls: the sandbox takes 1-4 s)."""
+    return cls(
+        find_phone=args.find_phone,
+        collection=args.collection,
+        first_poll_seconds=3.0,
+        output_dir=args.output_dir,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -80,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.contacts:
             return _contacts(args, credentials)
         print(f"campaign {sandbox.campaign_id}: {args.leads} leads (seed {args.seed})", flush=True)
-        options = EnrichmentOptions(
-            find_phone=args.find_phone,
-            collection=args.collection,
-            first_poll_seconds=3.0,
-            output_dir=args.output_dir,
-        )
+        options = _options(EnrichmentOptions, args)
         return run_flow(
             lambda: enrich_campaign(
                 sandbox.campaign_id, credentials, options=options, return_state=True
@@ -99,12 +104,7 @@ def _contacts(args: argparse.Namespace, credentials: LemlistCredentials) -> int:
     if not people.exists():
         write_people_file(people, generate_people(args.people, seed=args.seed))
     print(f"people file {people} ({args.people} rows, seed {args.seed})", flush=True)
-    options = ContactOptions(
-        find_phone=args.find_phone,
-        collection=args.collection,
-        first_poll_seconds=3.0,
-        output_dir=args.output_dir,
-    )
+    options = _options(ContactOptions, args)
     return run_flow(
         lambda: enrich_contacts(
             str(people), credentials_block=credentials, options=options, return_state=True
