@@ -290,13 +290,14 @@ def report_row(out: Outcome, fault: str, how: str) -> str:
     injected = ", ".join(f"{n} x {k}" for k, n in sorted(stats.faults_injected.items()))
     if injected:
         happened += f" (injected: {injected})"
-    duplicates = sum(1 for n in stats.enrich_posts_processed_by_lead.values() if n > 1)
+    started_twice = sum(1 for n in stats.enrichments_started_by_lead.values() if n > 1)
+    posted_twice = sum(1 for n in stats.enrich_posts_processed_by_lead.values() if n > 1)
     resent = sum(stats.enrich_posts_by_lead.values()) - sum(
         stats.enrich_posts_processed_by_lead.values()
     )
     return (
         f"| {fault} | {how} | {happened} | {len(out.selected)} / {len(out.rows)} | "
-        f"{duplicates} (faulted POST attempts: {resent}) | {own_429s(stats)} |"
+        f"{started_twice} | {posted_twice} ({resent}) | {own_429s(stats)} |"
     )
 
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefect_lemlist.api.models import CampaignLead, EnrichmentFlags
+from prefect_lemlist.api.models import CampaignLead, EnrichmentFlags, LeadByEmail
 from prefect_lemlist.api.validation import validate_id
 from prefect_lemlist.pipeline.inputs import read_table
 from prefect_lemlist.pipeline.selection import (
@@ -33,6 +33,7 @@ from prefect_lemlist.pipeline.selection import (
     emails_worklist,
     lead_file_worklist,
     lead_ids_worklist,
+    resolve_emails,
 )
 from prefect_lemlist.pipeline.worklist import Source, Worklist
 
@@ -823,3 +824,29 @@ def test_each_front_door_names_its_source(tmp_path):
     assert lead_ids_worklist(["lea_1"]).source.kind == "input"
     campaign = campaign_worklist("cam_X1", "all", [], EnrichmentFlags(find_email=True)).source
     assert (campaign.name, campaign.kind, campaign.slug) == ("cam_X1", "campaign", "cam-x1")
+
+
+class _LeadsByEmail:
+    """A stand-in for the client's `get_leads_by_email` (the flow test covers the real route)."""
+
+    def __init__(self, leads: dict[str, list[LeadByEmail]]) -> None:
+        self.leads, self.asked = leads, []
+
+    async def get_leads_by_email(self, email: str) -> list[LeadByEmail]:
+        self.asked.append(email)
+        return self.leads.get(email, [])
+
+
+async def test_an_email_in_several_campaigns_is_enriched_through_its_most_recent_lead() -> None:
+    older = LeadByEmail(lead_id="lea_old0000000000000", updated_at="2026-01-05T10:00:00.000Z")
+    newest = LeadByEmail(lead_id="lea_new0000000000000", updated_at="2026-11-02T08:00:00.000Z")
+    undated = LeadByEmail(lead_id="lea_undated000000000")
+    client = _LeadsByEmail({"ana@x.io": [older, undated, newest]})
+    worklist = emails_worklist(["ana@x.io", "ANA@x.io", "bob@x.io"])
+    assert await resolve_emails(worklist, client) == 2  # one lookup per distinct email
+    assert sorted(client.asked) == ["ana@x.io", "bob@x.io"]
+    ana, ana_again, bob = worklist.rows
+    assert ana.key == ana_again.key == newest.lead_id
+    assert "most recently updated of 3" in ana.note and older.lead_id in ana.note
+    assert list(worklist.items) == [newest.lead_id]
+    assert bob.status == "not_in_lemlist" and bob.key != newest.lead_id
