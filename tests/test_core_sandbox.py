@@ -218,6 +218,25 @@ async def test_enrich_lead_never_posts_twice_for_same_lead_and_flags(sandbox):
     assert stats.enrichments_started_by_lead[lead_id] == 1
 
 
+async def test_concurrent_enrich_lead_calls_read_the_team_once():
+    """The ledger is the team's: 30 concurrent first calls share one `GET /team`."""
+    with run_sandbox(SandboxConfig(leads=60, seed=8, enrichment_seconds=(0.3, 0.6))) as box:
+        credentials = creds(box)
+        lead_ids = [lead.lead_id for lead in box.leads][:30]
+
+        @flow
+        async def many():
+            return await asyncio.gather(
+                *(enrich_lead(lead_id, credentials, verify_email=True) for lead_id in lead_ids),
+                return_exceptions=True,
+            )
+
+        await many()
+        stats = box.stats()
+    assert stats.requests_by_route.get("team") == 1
+    assert sum(stats.enrich_posts_by_lead.values()) == len(lead_ids)
+
+
 async def test_not_found_errors_carry_lemlist_codes(sandbox):
     credentials = creds(sandbox)
     async with credentials.get_client() as client:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,10 @@ STOP_GRACE_SECONDS = 5.0
 """After a Ctrl-C, how long start requests already on the wire may take to answer (so that
 their enrichment ids are recorded) while nothing new is sent."""
 _teams: dict[str, str] = {}  # key fingerprint -> lemlist team id, for this process
+# one team lookup at a time per event loop: 50 concurrent `enrich_lead` calls send one GET /team
+_team_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass
@@ -136,9 +141,12 @@ async def team_ledger(client: LemlistClient, flags: EnrichmentFlags) -> Ledger:
     Raises:
         LemlistError: the team cannot be read (a refused key is found here, before any start).
     """
-    team_id = _teams.get(client.fingerprint)
-    if team_id is None:
-        team_id = _teams[client.fingerprint] = (await client.get_team()).team_id
+    loop = asyncio.get_running_loop()
+    lookup = _team_lookups.setdefault(loop, asyncio.Lock())
+    async with lookup:
+        team_id = _teams.get(client.fingerprint)
+        if team_id is None:
+            team_id = _teams[client.fingerprint] = (await client.get_team()).team_id
     storage = await default_storage()
     return Ledger(storage, account_key(team_id), flags.label())
 
