@@ -34,9 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--leads", type=int, default=200, help="leads of the seeded campaign")
     parser.add_argument("--people", type=int, default=2000, help="people of the seeded file")
     parser.add_argument("--seed", type=int, default=1, help="seed of the sandbox's data")
-    parser.add_argument("--collection", choices=["poll", "webhook"], default="poll")
+    parser.add_argument(
+        "--collection",
+        choices=["poll", "webhook"],
+        help="how results come back (default: poll; webhook with --contacts, where one poll "
+        "per person at lemlist's rate would take minutes)",
+    )
     parser.add_argument("--find-phone", action="store_true", help="also find phone numbers")
     parser.add_argument("--output-dir", default=str(ROOT / "out"), help="export directory")
+    parser.add_argument(
+        "--state-dir", default=str(DEMO_DIR), help="where the demo keeps its sandbox's state"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -44,11 +52,12 @@ def _parser() -> argparse.ArgumentParser:
 def _demo_state(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     """The demo's persistent identity (a new one with `--fresh` or other sandbox data);
     returns it with the number of this run."""
-    path = DEMO_DIR / "demo.json"
+    home = Path(args.state_dir)
+    path = home / "demo.json"
     wanted = {"leads": args.leads, "seed": args.seed}
     state = json.loads(path.read_text()) if path.exists() and not args.fresh else None
     if state is None or {k: state.get(k) for k in wanted} != wanted:
-        shutil.rmtree(DEMO_DIR, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
         state = {
             **wanted,
             "api_key": f"sandbox-{secrets.token_hex(8)}",
@@ -56,7 +65,7 @@ def _demo_state(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             "runs": 0,
         }
     state["runs"] += 1
-    DEMO_DIR.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(state, indent=2))
     return state, state["runs"]
 
@@ -74,6 +83,7 @@ def _options(cls: type[Any], args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
     args = _parser().parse_args(argv)
+    args.collection = args.collection or ("webhook" if args.contacts else "poll")
     state, run_number = _demo_state(args)
     config = SandboxConfig(
         leads=args.leads,
@@ -81,12 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         api_keys=[state["api_key"]],
         team_id=state["team_id"],
         enrichment_seconds=(1.0, 4.0),
-        state_file=str(DEMO_DIR / "sandbox.json"),
+        state_file=str(Path(args.state_dir) / "sandbox.json"),
     )
     with run_sandbox(config) as sandbox:
         credentials = LemlistCredentials(api_key=sandbox.api_key, base_url=sandbox.base_url)
         again = "" if run_number == 1 else ": earlier results are reused, --fresh starts over"
-        print(f"lemlist sandbox on {sandbox.base_url} (run {run_number} on {DEMO_DIR}{again})")
+        where = f"run {run_number} on {args.state_dir}{again}"
+        print(f"lemlist sandbox on {sandbox.base_url} ({where})")
         if args.contacts:
             return _contacts(args, credentials)
         print(f"campaign {sandbox.campaign_id}: {args.leads} leads (seed {args.seed})", flush=True)
@@ -100,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _contacts(args: argparse.Namespace, credentials: LemlistCredentials) -> int:
-    people = DEMO_DIR / f"people-{args.people}-seed{args.seed}.csv"
+    people = Path(args.state_dir) / f"people-{args.people}-seed{args.seed}.csv"
     if not people.exists():
         write_people_file(people, generate_people(args.people, seed=args.seed))
     print(f"people file {people} ({args.people} rows, seed {args.seed})", flush=True)

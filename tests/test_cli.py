@@ -798,3 +798,60 @@ def test_an_unknown_lead_id_is_named_in_the_rejected_file_and_summary(lead_id_tr
     assert [row["value"] for row in rejected] == [UNKNOWN_LEAD]
     listed = result.stdout.split("Rejected inputs", 1)[1]
     assert UNKNOWN_LEAD in listed, result
+
+
+# ----------------------------------------------------------------------------- the main job
+
+
+def _summary_line(output: str, prefix: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_the_main_job_spends_nothing_the_second_time(tmp_path):
+    """`python3 run.py demo` (smaller), twice, on its own Prefect home and state folder: the
+    first run enriches, the second starts nothing, spends nothing, and says so."""
+    env = cli_env(
+        PREFECT_API_URL=None,
+        PREFECT_HOME=str(tmp_path / "home"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+    )
+    args = ["--leads", "40", "--state-dir", str(tmp_path / "demo")]
+    args += ["--output-dir", str(tmp_path / "out")]
+    command = [sys.executable, str(ROOT / "run.py"), "demo"]
+    first = run_cli(args, env, command=command, timeout=300)
+    second = run_cli(args, env, command=command, timeout=300)
+    for result in (first, second):
+        assert result.code == 0 and "Traceback" not in result.output, result
+    started = int(_summary_line(first.stdout, "- started: ").split()[2].rstrip(";"))
+    to_enrich = re.search(r"\((\d+) to enrich", _summary_line(first.stdout, "- rows: "))
+    assert started > 0 and to_enrich, first
+    # every lead has a record: the started ones and those lemlist answered with a 409
+    assert _summary_line(second.stdout, "- started: ") == (
+        f"- started: 0; from earlier runs (no new charge): {to_enrich[1]}"
+    ), second
+    assert "; spent 0 (" in _summary_line(second.stdout, "- credits: "), second
+    assert "run 2 on" in second.stdout and "earlier results are reused" in second.stdout
+    exports = sorted((tmp_path / "out").glob("cam-*.csv"))
+    assert len(exports) == 2  # never overwritten
+    first_rows, second_rows = (list(csv.DictReader(path.open())) for path in exports)
+    assert [r["enrichment_id"] for r in second_rows] == [r["enrichment_id"] for r in first_rows]
+
+
+@pytest.mark.slow
+def test_the_contacts_demo_enriches_a_people_file_by_webhook(tmp_path):
+    env = cli_env(
+        PREFECT_API_URL=None,
+        PREFECT_HOME=str(tmp_path / "home"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+    )
+    args = ["--contacts", "--people", "300", "--state-dir", str(tmp_path / "demo")]
+    args += ["--output-dir", str(tmp_path / "out")]
+    result = run_cli(args, env, command=[sys.executable, str(ROOT / "run.py"), "demo"], timeout=300)
+    assert result.code == 0 and "Traceback" not in result.output, result
+    assert "0 polls" in _summary_line(result.stdout, "- API requests: "), result
+    rows = list(csv.DictReader(next((tmp_path / "out").glob("people-300-*.csv")).open()))
+    assert len(rows) == 300
+    assert {row["status"] for row in rows} <= {"done", "not_found", "rejected"}
