@@ -42,7 +42,7 @@ from prefect_lemlist.api.models import (
 )
 from prefect_lemlist.api.validation import LeadId
 from prefect_lemlist.credentials import LemlistCredentials
-from prefect_lemlist.pipeline.ledger import Ledger, Recall, RecordedAnswer
+from prefect_lemlist.pipeline.ledger import ClaimedElsewhereError, Ledger, Recall, RecordedAnswer
 from prefect_lemlist.pipeline.start import StartContext, claim_and_start_lead, team_ledger
 
 DEFAULT_WAIT_TIMEOUT_SECONDS = 300.0
@@ -144,11 +144,17 @@ async def enrich_lead(
         if recorded is not None:
             return recorded
         context = StartContext(client, ledger, flags, webhook_url=webhook_url, force=force)
-        return await claim_and_start_lead(context, lead, recall)
+        return await claim_and_start_lead(context, lead)
 
 
 def _recorded_lead_result(lead: LeadId, recall: Recall | None) -> EnrichLeadResult | None:
-    """The answer an earlier call recorded, or None when lemlist must be asked."""
+    """The answer an earlier call recorded, or None when lemlist must be asked.
+
+    Raises:
+        ClaimedElsewhereError: another run is sending this start right now (nothing sent).
+    """
+    if recall is not None and recall.in_flight:
+        raise ClaimedElsewhereError(f"another run is starting lead {lead} right now; not sent")
     if recall is None or recall.interrupted:
         return None
     enrichment_id = recall.enrichment_id or (recall.outcome or {}).get("enrichment_id")
@@ -254,6 +260,8 @@ async def enrich_contact(
 def _recorded_contact(key: str, recall: Recall | None) -> EnrichmentStart | None:
     if recall is None:
         return None
+    if recall.in_flight:
+        raise ClaimedElsewhereError("another run is starting this person right now; not sent")
     enrichment_id = recall.enrichment_id or (recall.outcome or {}).get("enrichment_id")
     if enrichment_id:
         return EnrichmentStart(enrichment_id=enrichment_id)
@@ -351,11 +359,12 @@ def _apply_recall(results: list[BulkItemResult], indexes: list[int], recall: Rec
     if recall is None or (recall.answer is not None and not recall.interrupted):
         return False
     enrichment_id = recall.enrichment_id or (recall.outcome or {}).get("enrichment_id")
+    unknown = "STARTING_ELSEWHERE" if recall.in_flight else "MAY_HAVE_STARTED"
     for index in indexes:
         results[index] = BulkItemResult(
             index=index,
             enrichment_id=enrichment_id,
-            error=None if enrichment_id else "MAY_HAVE_STARTED",
+            error=None if enrichment_id else unknown,
             sent=False,
         )
     return True

@@ -4,7 +4,9 @@ Prefect homes sharing it through a result-storage block on one Prefect server.""
 from __future__ import annotations
 
 import asyncio
+import csv
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import RemoteFileSystem
 
+from prefect_lemlist import EnrichmentOptions, LemlistCredentials
 from prefect_lemlist.api.exceptions import (
     LemlistAuthError,
     LemlistError,
@@ -22,6 +25,8 @@ from prefect_lemlist.api.exceptions import (
     LemlistResponseError,
     LemlistServerError,
 )
+from prefect_lemlist.api.models import EnrichmentFlags
+from prefect_lemlist.flows import enrich_leads
 from prefect_lemlist.local_api import PrefectServer
 from prefect_lemlist.pipeline import ledger as ledger_module
 from prefect_lemlist.pipeline.ledger import (
@@ -32,7 +37,8 @@ from prefect_lemlist.pipeline.ledger import (
     RecordedAnswer,
     account_key,
 )
-from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
+from prefect_lemlist.pipeline.start import team_ledger
+from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,6 +168,160 @@ async def test_an_interrupted_chunk_keeps_every_person_maybe_sent(ledger):
             raise LemlistServerError("dropped after sending", retryable=False)
     recalls = await ledger.recall_contacts(["a", "b"])
     assert recalls["a"].interrupted and recalls["b"].interrupted
+
+
+async def test_a_start_on_the_wire_is_in_flight_for_other_runs_until_answered(ledger):
+    other_run = Ledger(ledger.storage, ledger.account, ledger.workflows)
+    async with ledger.claim_lead("lea_1") as claim:
+        await claim.sending()
+        seen = (await other_run.recall_leads(["lea_1"]))["lea_1"]
+        assert seen.in_flight and not seen.interrupted  # wait for it, never re-send it
+        with pytest.raises(ClaimedElsewhereError):  # having read it does not allow a takeover
+            async with other_run.claim_lead("lea_1") as theirs:
+                await theirs.sending()
+        claim.started("enr_1")
+    after = (await other_run.recall_leads(["lea_1"]))["lea_1"]
+    assert after.enrichment_id == "enr_1" and not after.in_flight
+
+
+async def test_a_bulk_request_on_the_wire_is_in_flight_for_other_runs(ledger):
+    other_run = Ledger(ledger.storage, ledger.account, ledger.workflows)
+    async with ledger.claim_chunk(["a", "b"]) as claim:
+        await claim.sending()
+        seen = await other_run.recall_contacts(["a", "b"])
+        assert all(r.in_flight and not r.interrupted for r in seen.values()) and len(seen) == 2
+        with pytest.raises(ClaimedElsewhereError):
+            async with other_run.claim_chunk(["a", "b"]) as theirs:
+                await theirs.sending()
+        claim.answered({"a": "enr_a", "b": "enr_b"}, {})
+    after = await other_run.recall_contacts(["a", "b"])
+    assert after["a"].enrichment_id == "enr_a" and not after["b"].in_flight
+
+
+def write_starting(ledger: Ledger, root: Path, lead_id: str, owner, age=timedelta(0)) -> None:
+    """A `starting` record as a claim writes it, held by `owner` (host, pid) or by no one."""
+    item = ledger_module._Item(
+        state=ledger_module.LedgerState.STARTING,
+        written_at=ledger_module._now() - age,
+        owner=None if owner is None else ledger_module._Owner(host=owner[0], pid=owner[1]),
+    )
+    path = root / ledger._lead_name(lead_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(ledger_module._encode(ledger_module._Record(items={lead_id: item})))
+
+
+def exited_process() -> subprocess.Popen:
+    """A process that has exited but is not reaped yet (a zombie: its pid still answers)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+    return process
+
+
+async def test_who_holds_a_starting_record_decides_between_waiting_and_resending(tmp_path):
+    ledger = Ledger(LocalDirectoryStorage(tmp_path), account_key("tea_unit"), "find_email")
+    here = socket.gethostname()
+    zombie = exited_process()
+    try:
+        write_starting(ledger, tmp_path, "lea_live", (here, os.getpid()))
+        write_starting(ledger, tmp_path, "lea_dead", (here, zombie.pid))
+        write_starting(ledger, tmp_path, "lea_away", ("another-host", 1))
+        write_starting(ledger, tmp_path, "lea_old", ("another-host", 1), timedelta(minutes=16))
+        write_starting(ledger, tmp_path, "lea_left", None)  # a claim that ended mid-request
+        recalls = await ledger.recall_leads(
+            ["lea_live", "lea_dead", "lea_away", "lea_old", "lea_left"]
+        )
+    finally:
+        zombie.wait()
+    in_flight = {key for key, recall in recalls.items() if recall.in_flight}
+    interrupted = {key for key, recall in recalls.items() if recall.interrupted}
+    assert in_flight == {"lea_live", "lea_away"}
+    assert interrupted == {"lea_dead", "lea_old", "lea_left"}
+
+
+async def test_a_dead_claim_is_taken_over_by_one_run_only(tmp_path):
+    storage = LocalDirectoryStorage(tmp_path)
+    first, second = (Ledger(storage, account_key("tea_unit"), "find_email") for _ in range(2))
+    write_starting(first, tmp_path, "lea_1", None)
+    assert (await first.recall_leads(["lea_1"]))["lea_1"].interrupted
+    assert (await second.recall_leads(["lea_1"]))["lea_1"].interrupted
+    async with first.claim_lead("lea_1") as claim:
+        await claim.sending()  # takes over the record both runs read
+        with pytest.raises(ClaimedElsewhereError):
+            async with second.claim_lead("lea_1") as theirs:
+                await theirs.sending()
+        claim.started("enr_again")
+    assert (await second.recall_leads(["lea_1"]))["lea_1"].enrichment_id == "enr_again"
+
+
+async def test_an_expired_answer_is_asked_again(ledger, monkeypatch):
+    await start_lead(ledger, "lea_a", RecordedAnswer(status_code=409, skip_reason="IN_PROGRESS"))
+    now = ledger_module._now()
+    monkeypatch.setattr(ledger_module, "_now", lambda: now + timedelta(hours=25))
+    next_day = Ledger(ledger.storage, ledger.account, ledger.workflows)
+    assert await next_day.recall_leads(["lea_a"]) == {}
+    await start_lead(next_day, "lea_a", "enr_a")  # the old record does not block the claim
+    assert (await next_day.recall_leads(["lea_a"]))["lea_a"].enrichment_id == "enr_a"
+
+
+async def test_a_run_waits_for_a_start_another_live_run_holds_and_collects_it(tmp_path):
+    """The race of two runs on the same lead, made deterministic: another run holds the lead's
+    claim (its POST on the wire) until this run has started every other lead."""
+    config = SandboxConfig(leads=30, seed=39, enrichment_seconds=(0.3, 0.6))
+    with run_sandbox(config) as sandbox:
+        credentials = LemlistCredentials(api_key=sandbox.api_key, base_url=sandbox.base_url)
+        lead_ids = [lead.lead_id for lead in sandbox.leads if lead.kind == LeadKind.FINDABLE][:5]
+        held, others = lead_ids[0], set(lead_ids[1:])
+        flags = EnrichmentFlags(find_email=True)
+        async with credentials.get_client() as client:
+            other_run = await team_ledger(client, flags)
+            claimed = asyncio.Event()
+
+            async def other_run_starts_it() -> str | None:
+                async with other_run.claim_lead(held) as claim:
+                    await claim.sending()
+                    claimed.set()
+                    for _ in range(600):  # until this run has started the other leads
+                        if others <= set(sandbox.stats().enrich_posts_by_lead):
+                            break
+                        await asyncio.sleep(0.1)
+                    result = await client.enrich_lead(held, flags)
+                    claim.started(result.enrichment_id)
+                return result.enrichment_id
+
+            other = asyncio.create_task(other_run_starts_it())
+            await claimed.wait()
+            summary = await enrich_leads(
+                lead_ids=lead_ids,
+                credentials_block=credentials,
+                options=EnrichmentOptions(
+                    output_dir=str(tmp_path), output_name="race", first_poll_seconds=0.3
+                ),
+            )
+            enrichment_id = await other
+        stats = sandbox.stats()
+    rows = {row["lead_id"]: row for row in csv.DictReader(open(summary.csv_path))}
+    assert stats.enrich_posts_by_lead == {lead_id: 1 for lead_id in lead_ids}
+    assert rows[held]["enrichment_id"] == enrichment_id
+    assert rows[held]["status"] in ("done", "not_found") and "another run" in rows[held]["note"]
+    assert all(rows[lead_id]["status"] in ("done", "not_found") for lead_id in others)
+
+
+async def test_an_interrupted_lead_that_lemlist_refuses_is_reported_as_re_sent(tmp_path):
+    with run_sandbox(SandboxConfig(leads=30, seed=40, enrichment_seconds=(0.3, 0.6))) as sandbox:
+        credentials = LemlistCredentials(api_key=sandbox.api_key, base_url=sandbox.base_url)
+        refused = next(x.lead_id for x in sandbox.leads if x.kind == LeadKind.MISSING_CONTACT)
+        async with credentials.get_client() as client:
+            ledger = await team_ledger(client, EnrichmentFlags(find_email=True))
+        write_starting(ledger, ledger.storage.root, refused, None)  # a killed run's last POST
+        summary = await enrich_leads(
+            lead_ids=[refused],
+            credentials_block=credentials,
+            options=EnrichmentOptions(output_dir=str(tmp_path), output_name="refused"),
+        )
+        posts = sandbox.stats().enrich_posts_by_lead
+    [row] = csv.DictReader(open(summary.csv_path))
+    assert posts == {refused: 1} and row["status"] == "failed" and "not found" in row["error"]
+    assert "re-sent once without force after an interrupted run" in row["note"]
 
 
 async def test_other_workflows_and_other_teams_are_other_records(ledger):

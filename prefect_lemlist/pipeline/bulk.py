@@ -64,8 +64,8 @@ async def start_chunk(
                 if not r.enrichment_id
             }
             claim.answered(started, refused)
-    except ClaimedElsewhereError as exc:
-        return [not_started(key, f"not started: {exc.message}") for key in keys]
+    except ClaimedElsewhereError:
+        return [StartAnswer(key, elsewhere=True) for key in keys]
     except LemlistError as exc:
         if stop_on(context, exc):
             return [not_started(key, f"not started: {exc.message}") for key in keys]

@@ -9,7 +9,8 @@ works too), under one namespace per lemlist team (see `account_key`).
 Callers speak in intents, never in record states:
 - `recall_leads` / `recall_contacts`: what earlier runs did for these keys (`Recall`);
 - `claim_lead` / `claim_chunk`: an async context around one start request; `sending()` is awaited
-  right before the request leaves (inside its rate slot) and records that it may start paid work;
+  right before the request leaves (inside its rate slot) and records that it may start paid work
+  (exclusively: a record another run holds, even a dead one, is taken over by one run only);
   the claim then records lemlist's answer, or, when the request failed, whether it may have
   started anything;
 - `record_outcomes`: the final results, so that a later run reports them without a request.
@@ -21,6 +22,7 @@ import hashlib
 import json
 import os
 import posixpath
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
@@ -46,6 +48,9 @@ from prefect_lemlist.api.exceptions import (
 LEDGER_DIR = "lemlist-ledger"
 DEFAULT_LEDGER_DAYS = 30
 ANSWER_TTL = timedelta(hours=24)
+CLAIM_HOLD = timedelta(minutes=15)
+"""The longest a live claim holds a start (a request's attempts, timeouts and rate-limit waits):
+an older `starting` record is an interrupted one, whoever wrote it."""
 
 
 class LedgerError(LemlistError):
@@ -58,7 +63,12 @@ class LedgerError(LemlistError):
 
 
 class ClaimedElsewhereError(LemlistError):
-    """Another run claimed this start between our recall and our send: nothing was sent."""
+    """Another run holds this start (it is sending it right now): nothing was sent.
+
+    Retryable: once the other run records lemlist's answer, asking again returns it.
+    """
+
+    retryable = True
 
 
 class LedgerState(str, Enum):
@@ -86,9 +96,17 @@ class RecordedAnswer(BaseModel):
     skip_reason: str | None = None
 
 
+class _Owner(BaseModel):
+    """The process holding a claim while its start request is on the wire."""
+
+    host: str
+    pid: int
+
+
 class _Item(BaseModel):
     state: LedgerState
     written_at: datetime
+    owner: _Owner | None = None  # only on the `starting` record of a claim being sent
     enrichment_id: str | None = None
     answer: RecordedAnswer | None = None
     outcome: dict[str, Any] | None = None
@@ -111,6 +129,8 @@ class Recall:
         outcome: set when an earlier run collected its final result: report it as it is.
         interrupted: an earlier start may have reached lemlist, but its answer was never
             recorded (the process died, or the connection dropped after sending).
+        in_flight: another run, still alive, is sending this start right now: wait for its
+            record to settle (never send it too).
         recorded_at: when the ledger learnt it.
     """
 
@@ -119,6 +139,7 @@ class Recall:
     answer: RecordedAnswer | None = None
     outcome: dict[str, Any] | None = None
     interrupted: bool = False
+    in_flight: bool = False
     recorded_at: datetime | None = None
 
 
@@ -355,6 +376,7 @@ class Ledger:
         self.workflows = workflows
         self.expiration = timedelta(days=expiration_days)
         self._chunk_of: dict[str, str] = {}  # contact key -> its chunk record's name
+        self._seen: dict[str, str] = {}  # record name -> digest of the version last read
 
     def __repr__(self) -> str:
         return f"Ledger({self.storage!r}, account={self.account!r}, workflows={self.workflows!r})"
@@ -372,6 +394,7 @@ class Ledger:
         left out."""
         names = {self._lead_name(lead_id): lead_id for lead_id in lead_ids}
         found = await self.storage.read_many(list(names))
+        self._saw(names, found)
         recalls = {}
         for name, data in found.items():
             lead_id = names[name]
@@ -386,8 +409,10 @@ class Ledger:
         this team and workflow set once)."""
         wanted = set(keys)
         names = await self.storage.list(self._chunk_dir())
+        found = await self.storage.read_many(names)
+        self._saw(names, found)
         recalls: dict[str, Recall] = {}
-        for name, data in (await self.storage.read_many(names)).items():
+        for name, data in found.items():
             record = _decode(data)
             for key, item in record.items.items():
                 if key not in wanted:
@@ -398,16 +423,28 @@ class Ledger:
                     self._chunk_of[key] = name
         return recalls
 
+    def _saw(self, names: Iterable[str], found: Mapping[str, bytes]) -> None:
+        """Remember which version of each record was read, when no live claim holds it (a
+        claim may take over that version only)."""
+        for name in names:
+            data = found.get(name)
+            if data is None or any(_held(item) for item in _decode(data).items.values()):
+                self._seen.pop(name, None)
+            else:
+                self._seen[name] = hashlib.sha256(data).hexdigest()[:24]
+
     def _recall(self, key: str, item: _Item) -> Recall | None:
         ttl = ANSWER_TTL if item.state is LedgerState.ANSWERED else self.expiration
         if item.written_at + min(ttl, self.expiration) <= _now():
             return None
+        in_flight = item.state is LedgerState.STARTING and _held(item)
         return Recall(
             key=key,
             enrichment_id=item.enrichment_id,
             answer=item.answer if item.state is LedgerState.ANSWERED else None,
             outcome=item.outcome if item.state is LedgerState.COLLECTED else None,
-            interrupted=item.state is LedgerState.STARTING,
+            interrupted=item.state is LedgerState.STARTING and not in_flight,
+            in_flight=in_flight,
             recorded_at=item.written_at,
         )
 
@@ -418,8 +455,9 @@ class Ledger:
 
         Args:
             lead_id: a validated lead id.
-            replace: overwrite an earlier record (a forced start, a re-send after an
-                interruption, or an expired answer); else the claim is exclusive.
+            replace: overwrite any record (a forced start). Otherwise the claim is exclusive: a
+                lead without a record is created once, and a record read by the last recall
+                (an interrupted start, an expired answer) is taken over by one run only.
         """
         return LeadClaim(self, self._lead_name(lead_id), lead_id, replace)
 
@@ -436,6 +474,30 @@ class Ledger:
         for key in keys:
             self._chunk_of[key] = name
         return ChunkClaim(self, name, keys, replace)
+
+    async def _claim(self, name: str, record: _Record, replace: bool, what: str) -> None:
+        """Write a claim's `starting` record, exclusively unless `replace`.
+
+        A record the last recall read (dead or expired) is taken over through a marker named
+        after that version: of two runs that read it, one creates the marker and sends.
+
+        Raises:
+            ClaimedElsewhereError: another run holds or took over this start.
+        """
+        data = _encode(record)
+        if replace:
+            await self.storage.replace(name, data)
+            return
+        seen = self._seen.get(name)
+        if seen is None:
+            claimed = await self.storage.create(name, data)
+        else:
+            claimed = await self.storage.create(f"{name}.takeover-{seen}", b"")
+            if claimed:
+                await self.storage.replace(name, data)
+        if not claimed:
+            raise ClaimedElsewhereError(f"another run is starting {what}; not sent")
+        self._seen.pop(name, None)
 
     async def record_outcomes(self, outcomes: Mapping[str, dict[str, Any]]) -> None:
         """Remember final results (one write per lead; one per chunk record for contacts).
@@ -495,13 +557,9 @@ class LeadClaim:
         """
         if self._sent:
             return  # a retry of the same request (after a 500, 503 or 429): already claimed
-        record = _Record(items={self._key: _item(LedgerState.STARTING)})
-        if self._replace:
-            await self._ledger.storage.replace(self._name, _encode(record))
-        elif not await self._ledger.storage.create(self._name, _encode(record)):
-            raise ClaimedElsewhereError(
-                f"another run is starting lead {self._key} ({self._ledger.workflows}); not sent"
-            )
+        record = _Record(items={self._key: _item(LedgerState.STARTING, owner=_this_process())})
+        what = f"lead {self._key} ({self._ledger.workflows})"
+        await self._ledger._claim(self._name, record, self._replace, what)
         self._sent = True
 
     def started(self, enrichment_id: str) -> None:
@@ -545,11 +603,11 @@ class ChunkClaim:
         """
         if self._sent:
             return  # a retry of the same request (after a 500, 503 or 429): already claimed
-        record = _Record(items={key: _item(LedgerState.STARTING) for key in self._keys})
-        if self._replace:
-            await self._ledger.storage.replace(self._name, _encode(record))
-        elif not await self._ledger.storage.create(self._name, _encode(record)):
-            raise ClaimedElsewhereError("another run is sending the same contacts; not sent")
+        owner = _this_process()
+        record = _Record(
+            items={key: _item(LedgerState.STARTING, owner=owner) for key in self._keys}
+        )
+        await self._ledger._claim(self._name, record, self._replace, "the same people")
         self._sent = True
 
     def answered(self, started: Mapping[str, str], refused: Mapping[str, RecordedAnswer]) -> None:
@@ -572,7 +630,10 @@ class ChunkClaim:
             return
         if exc is not None and _item_after_failure(exc) is None:
             await storage.delete(self._name)
-        # else: keep `starting`: the request may have started every item of the chunk
+            return
+        # the request may have started every item of the chunk: `starting`, held by no one now
+        record = _Record(items={key: _item(LedgerState.STARTING) for key in self._keys})
+        await storage.replace(self._name, _encode(record))
 
 
 def _item_after_failure(exc: BaseException) -> _Item | None:
@@ -593,6 +654,40 @@ def _item_after_failure(exc: BaseException) -> _Item | None:
         answer = RecordedAnswer(message=exc.message, status_code=status, code=exc.code)
         return _item(LedgerState.ANSWERED, answer=answer)
     return None
+
+
+def _this_process() -> _Owner:
+    return _Owner(host=socket.gethostname(), pid=os.getpid())
+
+
+def _held(item: _Item) -> bool:
+    """Whether a `starting` record is still held by a live claim (its request on the wire).
+
+    A record without an owner was left by a claim that ended (cancelled, failed after sending)
+    or by a process that died before writing the answer. On this host the owner's process is
+    looked up; a record from another host is trusted for `CLAIM_HOLD` after it was written.
+    """
+    owner = item.owner
+    if owner is None or item.written_at + CLAIM_HOLD <= _now():
+        return False
+    if owner.host != socket.gethostname():
+        return True
+    return _process_alive(owner.pid)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (a zombie, killed but not reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the process exists
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _item(state: LedgerState, **fields: Any) -> _Item:

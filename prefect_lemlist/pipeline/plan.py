@@ -6,6 +6,7 @@ checked against the team's credits and `max_credits` before anything is spent.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -13,7 +14,6 @@ from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.pipeline.bulk import refusal_outcome
 from prefect_lemlist.pipeline.ledger import Recall
 from prefect_lemlist.pipeline.outcomes import Outcome
-from prefect_lemlist.pipeline.worklist import Worklist
 
 FrontDoor = Literal["leads", "contacts"]
 
@@ -28,6 +28,8 @@ class Plan:
         decided: item -> outcome known without lemlist (an earlier run's final result or
             recorded answer, or an interrupted contacts start that is never re-sent).
         resend: leads whose earlier start was interrupted: sent once more, without `force`.
+        elsewhere: items another live run is starting right now: followed in the ledger until
+            its answer is recorded (then collected), never sent by this run too.
         max_credit_cost: the most starting `to_start` can cost (upper-bound prices).
     """
 
@@ -35,6 +37,7 @@ class Plan:
     to_collect: dict[str, str] = field(default_factory=dict)
     decided: dict[str, Outcome] = field(default_factory=dict)
     resend: dict[str, Recall] = field(default_factory=dict)
+    elsewhere: list[str] = field(default_factory=list)
     max_credit_cost: int = 0
 
     @property
@@ -44,17 +47,17 @@ class Plan:
 
 
 def make_plan(
-    worklist: Worklist,
+    keys: Iterable[str],
     recalls: dict[str, Recall],
     flags: EnrichmentFlags,
     *,
     force: bool,
     door: FrontDoor,
 ) -> Plan:
-    """Split the worklist's items by what earlier runs did (everything is started with `force`).
+    """Split items by what earlier runs did (everything is started with `force`).
 
     Args:
-        worklist: the run's items.
+        keys: the run's items (lead ids or contact fingerprints), in worklist order.
         recalls: the ledger's recall of those items.
         flags: the requested workflows (for the cost).
         force: start everything again.
@@ -62,7 +65,7 @@ def make_plan(
             start of a contact) or `contacts` (never re-sent: lemlist does not deduplicate).
     """
     plan = Plan()
-    for key in worklist.items:
+    for key in keys:
         recall = None if force else recalls.get(key)
         _place(plan, key, recall, door)
     plan.max_credit_cost = flags.max_credits_each() * len(plan.to_start)
@@ -80,6 +83,8 @@ def _place(plan: Plan, key: str, recall: Recall | None, door: FrontDoor) -> None
         plan.to_collect[key] = recall.enrichment_id
     elif recall.answer is not None:
         plan.decided[key] = _recorded_answer(recall)
+    elif recall.in_flight:
+        plan.elsewhere.append(key)
     elif door == "leads":
         plan.to_start.append(key)
         plan.resend[key] = recall

@@ -64,6 +64,8 @@ from prefect_lemlist.pipeline.webhook_server import WebhookReceiver
 from prefect_lemlist.pipeline.worklist import Worklist
 
 _CREDIT_CHECK_SECONDS = 5.0
+_FOLLOW_SECONDS = 1.0
+ELSEWHERE_NOTE = "started by another run at the same time; collected here"
 
 
 class FrontDoor(Protocol):
@@ -177,7 +179,7 @@ class EnrichmentRun:
         keys = list(worklist.items)
         if recalls is None:
             recalls = await door.recall(self.ledger, keys)
-        plan = make_plan(worklist, recalls, self.flags, force=self.options.force, door=door.name)
+        plan = make_plan(keys, recalls, self.flags, force=self.options.force, door=door.name)
         summary = self._summary(worklist, plan)
         summary.credits_before = (await self.client.get_credits()).credits
         self._log_plan(summary)
@@ -215,9 +217,9 @@ class EnrichmentRun:
                 )
                 for key, enrichment_id in plan.to_collect.items():
                     collector.add(key, enrichment_id)
-                await self._start_all(
-                    worklist, plan, door, context, collector, outcomes, notes, progress
-                )
+                absorb = _Absorb(collector, outcomes, notes, list(plan.elsewhere))
+                await self._start_all(worklist, plan, door, context, absorb, progress)
+                await self._follow(worklist, door, context, absorb)
                 collector.close()
                 await self._wait(collector, collecting, progress, len(outcomes))
         finally:
@@ -235,10 +237,8 @@ class EnrichmentRun:
         plan: Plan,
         door: FrontDoor,
         context: StartContext,
-        collector: ResultCollector,
-        outcomes: dict[str, Outcome],
-        notes: dict[str, str],
-        progress: Progress,
+        absorb: _Absorb,
+        progress: Progress | None = None,
     ) -> None:
         """Start the plan's items batch by batch; stop starting when the run is halted."""
         total, started = len(worklist.items), len(plan.to_collect) + len(plan.decided)
@@ -249,17 +249,44 @@ class EnrichmentRun:
             else:
                 name = f"{number}/{len(batches)}"
                 answers = await self._start_batch(door, batch, worklist, context, plan, name)
-            self.started += sum(1 for answer in answers if answer.enrichment_id)
-            for answer in answers:
-                if answer.note:
-                    notes[answer.key] = answer.note
-                if answer.enrichment_id:
-                    collector.add(answer.key, answer.enrichment_id, started_at=answer.started_at)
-                elif answer.outcome is not None:
-                    outcomes[answer.key] = answer.outcome
+            self.started += absorb(answers)
             started += len(batch)
-            self.batches.append(_batch_row(number, answers))
-            await progress.update(ProgressEvent("start", started, len(outcomes), total))
+            self.batches.append(_batch_row(len(self.batches) + 1, answers))
+            if progress is not None:
+                event = ProgressEvent("start", started, len(absorb.outcomes), total)
+                await progress.update(event)
+
+    async def _follow(
+        self, worklist: Worklist, door: FrontDoor, context: StartContext, absorb: _Absorb
+    ) -> None:
+        """Follow the items another live run is starting (never sent twice): read their
+        records until its answer is there (then collect or report it), or start them if it
+        ended without starting them; report what is still pending after the collect timeout."""
+        deadline = time.monotonic() + self.options.collect_timeout_seconds
+        if absorb.waiting:
+            run_log(
+                logging.INFO,
+                "lemlist: %d items are being started by another run right now: waiting for its "
+                "answers (never sent twice)",
+                len(absorb.waiting),
+            )
+        while absorb.waiting and time.monotonic() < deadline and not self.halt.reason:
+            await asyncio.sleep(_FOLLOW_SECONDS)
+            keys, absorb.waiting = absorb.waiting, []
+            recalls = await door.recall(self.ledger, keys)
+            settled = make_plan(keys, recalls, self.flags, force=False, door=door.name)
+            for key, enrichment_id in settled.to_collect.items():
+                absorb.collector.add(key, enrichment_id)
+                absorb.notes[key] = ELSEWHERE_NOTE
+            absorb.outcomes.update(settled.decided)
+            absorb.waiting += settled.elsewhere
+            await self._start_all(worklist, settled, door, context, absorb)
+        reason = self.halt.reason or (
+            "not started: another run was starting it and had not recorded lemlist's answer "
+            f"after {self.options.collect_timeout_seconds:g} s; re-run to collect it"
+        )
+        for key in absorb.waiting:
+            absorb.outcomes[key] = Outcome(status="not_started", error=reason)
 
     async def _start_batch(
         self,
@@ -454,6 +481,38 @@ class EnrichmentRun:
             status_code=error.status_code,
             code=error.code,
         )
+
+
+class _Absorb:
+    """Takes start answers into the run: enrichment ids to the collector, decided outcomes and
+    notes to the run's maps, items another run holds to `waiting`."""
+
+    def __init__(
+        self,
+        collector: ResultCollector,
+        outcomes: dict[str, Outcome],
+        notes: dict[str, str],
+        waiting: list[str],
+    ) -> None:
+        self.collector = collector
+        self.outcomes = outcomes
+        self.notes = notes
+        self.waiting = waiting
+
+    def __call__(self, answers: list[StartAnswer]) -> int:
+        """Take the answers in; returns how many enrichments they started."""
+        started = 0
+        for answer in answers:
+            if answer.note:
+                self.notes[answer.key] = answer.note
+            if answer.enrichment_id:
+                started += 1
+                self.collector.add(answer.key, answer.enrichment_id, started_at=answer.started_at)
+            elif answer.elsewhere:
+                self.waiting.append(answer.key)
+            elif answer.outcome is not None:
+                self.outcomes[answer.key] = answer.outcome
+        return started
 
 
 class _CreditWatch:

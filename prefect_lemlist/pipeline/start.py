@@ -126,6 +126,7 @@ class StartAnswer:
         started_at: `time.monotonic()` when lemlist accepted it.
         outcome: the item's final outcome when decided at start (a skip, a refusal, a failure).
         note: to add to the item's final outcome.
+        elsewhere: another run claimed this start first (nothing sent): follow its record.
     """
 
     key: str
@@ -133,6 +134,7 @@ class StartAnswer:
     started_at: float | None = None
     outcome: Outcome | None = None
     note: str | None = None
+    elsewhere: bool = False
 
 
 async def team_ledger(client: LemlistClient, flags: EnrichmentFlags) -> Ledger:
@@ -164,17 +166,17 @@ def stop_on(context: StartContext, exc: LemlistError) -> bool:
     return False
 
 
-async def claim_and_start_lead(
-    context: StartContext, lead_id: str, recall: Recall | None
-) -> EnrichLeadResult:
+async def claim_and_start_lead(context: StartContext, lead_id: str) -> EnrichLeadResult:
     """POST one lead's enrichment inside a ledger claim, and record lemlist's answer.
+
+    The claim is exclusive unless `force`: a record the ledger's last recall read (an
+    interrupted start, sent once more *without* `force`: lemlist refuses a second start of a
+    contact while one runs and skips one that finished; an expired answer) is taken over by one
+    run only.
 
     Args:
         context: the run's start context.
         lead_id: a validated lead id.
-        recall: what an earlier run did: an interrupted start is sent once more *without*
-            `force` (lemlist refuses a second start of a contact while one runs, and skips one
-            that finished: no double billing); an expired answer is asked again.
 
     Returns:
         lemlist's answer: an enrichment id, or a 409 skip.
@@ -183,8 +185,7 @@ async def claim_and_start_lead(
         ClaimedElsewhereError: another run is starting this lead (nothing sent).
         LemlistError: lemlist refused or could not be reached.
     """
-    replace = context.force or recall is not None
-    async with context.ledger.claim_lead(lead_id, replace=replace) as claim:
+    async with context.ledger.claim_lead(lead_id, replace=context.force) as claim:
         result = await context.client.enrich_lead(
             lead_id,
             context.flags,
@@ -210,13 +211,15 @@ async def start_lead(context: StartContext, lead_id: str, recall: Recall | None)
         return not_started(lead_id, context.halt.reason)
     interrupted = recall is not None and recall.interrupted
     try:
-        result = await claim_and_start_lead(context, lead_id, recall)
-    except ClaimedElsewhereError as exc:
-        return not_started(lead_id, str(exc))
+        result = await claim_and_start_lead(context, lead_id)
+    except ClaimedElsewhereError:
+        return StartAnswer(lead_id, elsewhere=True)
     except LemlistError as exc:
         if stop_on(context, exc):
             return not_started(lead_id, f"not started: {exc.message}")
-        return StartAnswer(lead_id, outcome=Outcome(status="failed", error=exc.message))
+        note = "re-sent once without force after an interrupted run" if interrupted else None
+        failed = Outcome(status="failed", error=exc.message, note=note)
+        return StartAnswer(lead_id, outcome=failed)
     if result.skipped:
         return StartAnswer(lead_id, outcome=_skip_outcome(result, interrupted))
     note = "started again: the interrupted run's request had not reached lemlist"
