@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from prefect_lemlist.api.workflows import WORKFLOWS
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 RESUME_HINT = "re-run the same command to resume (nothing already started is started again)"
 
@@ -189,14 +191,16 @@ def _flow_options(parser: argparse.ArgumentParser, *, leads: bool) -> None:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )
     parser.add_argument("--block", help="saved LemlistCredentials block (default: LEMLIST_API_KEY)")
-    for flag, text in (
-        ("find-email", "find emails (on by default; --no-find-email turns it off)"),
-        ("verify-email", "verify existing emails"),
-        ("linkedin-enrichment", "enrich LinkedIn profiles"),
-        ("find-phone", "find phone numbers"),
-    ):
+    for row in WORKFLOWS.values():
+        flag = row.option.replace("_", "-")
+        default = (
+            f" (on by default; --no-{flag} turns it off)" if row.option == "find_email" else ""
+        )
         parser.add_argument(
-            f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=text
+            f"--{flag}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=row.action + default,
         )
     parser.add_argument(
         "--force", action="store_true", help="enrich again what was done (costs again)"
@@ -233,11 +237,7 @@ def _flow_options(parser: argparse.ArgumentParser, *, leads: bool) -> None:
 
 def _options(args: argparse.Namespace, cls: type) -> Any:
     """The flow's options from the flags (unset flags keep the defaults)."""
-    names = {
-        "find_email": "find_email",
-        "verify_email": "verify_email",
-        "linkedin_enrichment": "linkedin_enrichment",
-        "find_phone": "find_phone",
+    names = {row.option: row.option for row in WORKFLOWS.values()} | {
         "max_credits": "max_credits",
         "limit": "limit",
         "batch_size": "batch_size",

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _sandbox_http import credits, eventually, wait_done
 from pydantic import ValidationError
 
 from prefect_lemlist.sandbox import (
@@ -87,28 +88,6 @@ def pick(
 
 def enrich(c: httpx.Client, lead_id: str, **params: str) -> httpx.Response:
     return c.post(f"/leads/{lead_id}/enrich", params=params)
-
-
-def wait_done(c: httpx.Client, enrichment_id: str, timeout: float = 5.0) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = c.get(f"/enrich/{enrichment_id}")
-        if answer.status_code != 202 or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.05)
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def credits(c: httpx.Client) -> int:
-    return c.get("/team/credits").json()["credits"]
 
 
 class Receiver:

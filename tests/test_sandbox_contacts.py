@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _sandbox_http import credits, eventually, wait_done
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -75,28 +76,6 @@ def sb() -> Iterator[Sandbox]:
 def client(sb: Sandbox) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sb.base_url, auth=("", sb.api_key), timeout=10) as c:
         yield c
-
-
-def wait_done(c: httpx.Client, enrichment_id: str, timeout: float = 6.0) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = c.get(f"/enrich/{enrichment_id}")
-        if answer.status_code != 202 or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.05)
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 6.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def credits(c: httpx.Client) -> int:
-    return c.get("/team/credits").json()["credits"]
 
 
 def unique_people(n: int = 400, seed: int = SEED) -> list[dict[str, str]]:

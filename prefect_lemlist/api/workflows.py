@@ -33,6 +33,7 @@ class WorkflowSpec:
         max_credits: the most it can cost per enrichment: the upper bound of every price
             lemlist has published (LinkedIn enrichment: 1 on the current help page, 2 on older
             ones and lemlist Academy).
+        action: what it does, for people (`find emails`).
         price: how lemlist charges it, for people.
         required_inputs: alternatives of contact fields (snake_case), one of which must be
             complete (§7.2 of lemlist's bulk documentation).
@@ -46,6 +47,7 @@ class WorkflowSpec:
     poll_keys: tuple[str, ...]
     webhook_keys: tuple[str, ...]
     max_credits: int
+    action: str
     price: str
     required_inputs: tuple[tuple[str, ...], ...]
     missing_code: str
@@ -76,6 +78,7 @@ WORKFLOWS: Mapping[Workflow, WorkflowSpec] = {
             poll_keys=("email",),
             webhook_keys=("find_email",),
             max_credits=5,
+            action="find emails",
             price="5 credits when an email is found (deliverable or risky)",
             required_inputs=(
                 ("linkedin_url",),
@@ -91,6 +94,7 @@ WORKFLOWS: Mapping[Workflow, WorkflowSpec] = {
             poll_keys=("email",),
             webhook_keys=("verify",),
             max_credits=1,
+            action="verify existing emails",
             price="1 credit per verification",
             required_inputs=(("email",),),
             missing_code="MISSING_EMAIL",
@@ -103,6 +107,7 @@ WORKFLOWS: Mapping[Workflow, WorkflowSpec] = {
             poll_keys=("linkedin", "linkedin_enrichment", "linkedinEnrichment"),
             webhook_keys=("linkedin_enrichment", "linkedin"),
             max_credits=2,
+            action="enrich LinkedIn profiles",
             price="1 credit per enrichment (2 on older price pages: 2 is used as the bound)",
             required_inputs=(
                 ("linkedin_url",),
@@ -120,6 +125,7 @@ WORKFLOWS: Mapping[Workflow, WorkflowSpec] = {
             poll_keys=("phone",),
             webhook_keys=("find_phone",),
             max_credits=20,
+            action="find phone numbers",
             price="20 credits when a phone is found",
             required_inputs=(("linkedin_url",),),
             missing_code="MISSING_LINKEDIN_URL",
@@ -128,6 +134,12 @@ WORKFLOWS: Mapping[Workflow, WorkflowSpec] = {
     )
 }
 """The table, in lemlist's processing order (find_email, verify, linkedin, phone)."""
+
+
+def option_text(workflow: Workflow) -> str:
+    """A workflow's option described for people: what it does and what it costs."""
+    row = WORKFLOWS[workflow]
+    return f"{row.action.capitalize()} ({row.price})."
 
 
 def spec(workflow: Workflow | str) -> WorkflowSpec:

@@ -393,12 +393,11 @@ class Ledger:
         """What earlier runs did for these (validated) lead ids; leads without a live record are
         left out."""
         names = {self._lead_name(lead_id): lead_id for lead_id in lead_ids}
-        found = await self.storage.read_many(list(names))
-        self._saw(names, found)
+        records = await self._read(list(names))
         recalls = {}
-        for name, data in found.items():
+        for name, record in records.items():
             lead_id = names[name]
-            item = _decode(data).items.get(lead_id) or _damaged()
+            item = record.items.get(lead_id) or _damaged()
             recall = self._recall(lead_id, item)
             if recall is not None:
                 recalls[lead_id] = recall
@@ -408,12 +407,8 @@ class Ledger:
         """What earlier runs did for these contact fingerprints (reads every chunk record of
         this team and workflow set once)."""
         wanted = set(keys)
-        names = await self.storage.list(self._chunk_dir())
-        found = await self.storage.read_many(names)
-        self._saw(names, found)
         recalls: dict[str, Recall] = {}
-        for name, data in found.items():
-            record = _decode(data)
+        for name, record in (await self._read(await self.storage.list(self._chunk_dir()))).items():
             for key, item in record.items.items():
                 if key not in wanted:
                     continue
@@ -423,15 +418,18 @@ class Ledger:
                     self._chunk_of[key] = name
         return recalls
 
-    def _saw(self, names: Iterable[str], found: Mapping[str, bytes]) -> None:
-        """Remember which version of each record was read, when no live claim holds it (a
-        claim may take over that version only)."""
+    async def _read(self, names: list[str]) -> dict[str, _Record]:
+        """Read the existing records of `names`, remembering which version of each was read
+        when no live claim holds it (a claim may take over that version only)."""
+        found = await self.storage.read_many(names)
+        records = {name: _decode(data) for name, data in found.items()}
         for name in names:
-            data = found.get(name)
-            if data is None or any(_held(item) for item in _decode(data).items.values()):
+            record = records.get(name)
+            if record is None or any(_held(item) for item in record.items.values()):
                 self._seen.pop(name, None)
             else:
-                self._seen[name] = hashlib.sha256(data).hexdigest()[:24]
+                self._seen[name] = hashlib.sha256(found[name]).hexdigest()[:24]
+        return records
 
     def _recall(self, key: str, item: _Item) -> Recall | None:
         ttl = ANSWER_TTL if item.state is LedgerState.ANSWERED else self.expiration

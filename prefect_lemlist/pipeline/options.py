@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from prefect_lemlist.api.exceptions import LemlistError
 from prefect_lemlist.api.models import EnrichmentFlags
+from prefect_lemlist.api.workflows import Workflow, option_text
 from prefect_lemlist.credentials import LemlistCredentials
 
 OutputFormat = Literal["csv", "jsonl", "parquet"]
@@ -49,12 +50,12 @@ class _RunOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    find_email: bool = Field(default=True, description="Find an email (5 credits if found).")
-    verify_email: bool = Field(default=False, description="Verify existing emails (1 credit).")
+    find_email: bool = Field(default=True, description=option_text(Workflow.FIND_EMAIL))
+    verify_email: bool = Field(default=False, description=option_text(Workflow.VERIFY))
     linkedin_enrichment: bool = Field(
-        default=False, description="Enrich LinkedIn profiles (1 credit; 2 counted as the bound)."
+        default=False, description=option_text(Workflow.LINKEDIN_ENRICHMENT)
     )
-    find_phone: bool = Field(default=False, description="Find a phone (20 credits if found).")
+    find_phone: bool = Field(default=False, description=option_text(Workflow.FIND_PHONE))
     force: bool = Field(
         default=False,
         description="Enrich again what an earlier run (or lemlist) already did: costs again.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,18 +21,7 @@ RouteName = Literal[
 ]
 """Names of the emulated lemlist routes (used by `fault_routes` and the request statistics)."""
 
-ALL_ROUTES: frozenset[str] = frozenset(
-    {
-        "enrich_post",
-        "enrich_get",
-        "export",
-        "credits",
-        "enrich_data",
-        "bulk",
-        "team",
-        "lead_by_email",
-    }
-)
+ALL_ROUTES: frozenset[str] = frozenset(get_args(RouteName))
 """Every route name a fault can be applied to."""
 
 MalformedKind = Literal["html", "invalid_json", "wrong_shape", "empty", "huge"]

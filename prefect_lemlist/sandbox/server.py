@@ -158,10 +158,6 @@ class Sandbox:
         """
         return self._state.add_campaign_from_people(rows, name)
 
-    def save_state(self) -> None:
-        """Write the state file now (no-op without `SandboxConfig.state_file`)."""
-        self._state.save()
-
     # ------------------------------------------------------------------ knobs and stats
 
     def configure(self, **overrides: Any) -> SandboxConfig:
