@@ -82,6 +82,7 @@ def main(argv: list[str]) -> int:
         # The demo keeps its own Prefect home (database, persisted results) inside the checkout,
         # so it never touches ~/.prefect and a re-run resumes from what the last one stored.
         env.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+        env.setdefault("LEMLIST_LEDGER_DIR", str(ROOT / ".prefect" / "lemlist-ledger"))
         env.setdefault("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")
         cmd = [str(python), "-m", "flows.demo", *extra]
         return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode

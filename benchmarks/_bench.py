@@ -219,6 +219,7 @@ def run_contender(
         ]
         env = dict(os.environ)
         env["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"lemlist-bench-{name}-")
+        env["LEMLIST_LEDGER_DIR"] = os.path.join(env["PREFECT_HOME"], "ledger")  # a fresh one
         env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
         env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
         env["PREFECT_LOGGING_LEVEL"] = "WARNING"

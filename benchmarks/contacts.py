@@ -157,6 +157,7 @@ def run_one(
         ]
         env = dict(os.environ)
         env["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"lemlist-bench-{tag}-")
+        env["LEMLIST_LEDGER_DIR"] = os.path.join(env["PREFECT_HOME"], "ledger")  # a fresh one
         env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
         env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
         env["PREFECT_LOGGING_LEVEL"] = "WARNING"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
@@ -24,11 +25,11 @@ from prefect.tasks import Task, exponential_backoff
 
 from prefect_lemlist.api.client import BULK_MAX_ITEMS
 from prefect_lemlist.api.exceptions import (
+    ClaimedElsewhereError,
     EnrichmentInterruptedError,
     EnrichmentTimeoutError,
-    LemlistAuthError,
     LemlistError,
-    LemlistNotFoundError,
+    error_for_status,
 )
 from prefect_lemlist.api.models import (
     BulkItemResult,
@@ -42,7 +43,7 @@ from prefect_lemlist.api.models import (
 )
 from prefect_lemlist.api.validation import LeadId
 from prefect_lemlist.credentials import LemlistCredentials
-from prefect_lemlist.pipeline.ledger import ClaimedElsewhereError, Ledger, Recall, RecordedAnswer
+from prefect_lemlist.pipeline.ledger import Ledger, Recall, RecordedAnswer
 from prefect_lemlist.pipeline.start import StartContext, claim_and_start_lead, team_ledger
 
 DEFAULT_WAIT_TIMEOUT_SECONDS = 300.0
@@ -139,12 +140,13 @@ async def enrich_lead(
     flags = _flags(find_email, verify_email, linkedin_enrichment, find_phone)
     async with credentials.get_client() as client:
         ledger = await team_ledger(client, flags)
-        recall = None if force else (await ledger.recall_leads([lead])).get(lead)
-        recorded = _recorded_lead_result(lead, recall)
-        if recorded is not None:
-            return recorded
+        recall = (await ledger.recall_leads([lead])).get(lead)
+        if not force:
+            recorded = _recorded_lead_result(lead, recall)
+            if recorded is not None:
+                return recorded
         context = StartContext(client, ledger, flags, webhook_url=webhook_url, force=force)
-        return await claim_and_start_lead(context, lead)
+        return await claim_and_start_lead(context, lead, recall)
 
 
 def _recorded_lead_result(lead: LeadId, recall: Recall | None) -> EnrichLeadResult | None:
@@ -155,7 +157,7 @@ def _recorded_lead_result(lead: LeadId, recall: Recall | None) -> EnrichLeadResu
     """
     if recall is not None and recall.in_flight:
         raise ClaimedElsewhereError(f"another run is starting lead {lead} right now; not sent")
-    if recall is None or recall.interrupted:
+    if recall is None or recall.interrupted or recall.expired:
         return None
     enrichment_id = recall.enrichment_id or (recall.outcome or {}).get("enrichment_id")
     if enrichment_id:
@@ -169,15 +171,12 @@ def _recorded_lead_result(lead: LeadId, recall: Recall | None) -> EnrichLeadResu
 
 
 def _refusal(answer: RecordedAnswer) -> LemlistError:
-    cls = {401: LemlistAuthError, 403: LemlistAuthError, 404: LemlistNotFoundError}.get(
-        answer.status_code or 0, LemlistError
-    )
-    return cls(
+    """The error lemlist's recorded answer stands for (the one status table: exceptions.py)."""
+    message = (
         f"{answer.message or answer.code} (answer recorded by an earlier run; force=True asks "
-        "again)",
-        status_code=answer.status_code,
-        code=answer.code,
+        "again)"
     )
+    return error_for_status(answer.status_code, message, code=answer.code)
 
 
 @task(name="enrich-contact", cache_policy=NO_CACHE, **_TRANSIENT_RETRIES)
@@ -245,11 +244,12 @@ async def enrich_contact(
     key = person.fingerprint(flags)
     async with credentials.get_client() as client:
         ledger = await team_ledger(client, flags)
+        recalls = await ledger.recall_contacts([key])
         if not force:
-            recorded = _recorded_contact(key, (await ledger.recall_contacts([key])).get(key))
+            recorded = _recorded_contact(key, recalls.get(key))
             if recorded is not None:
                 return recorded
-        async with ledger.claim_chunk([key], replace=force) as claim:
+        async with ledger.claim_chunk([key], replace=force, recalled=recalls) as claim:
             started = await client.enrich_contact(
                 person, flags, webhook_url=webhook_url, before_send=claim.sending
             )
@@ -258,7 +258,7 @@ async def enrich_contact(
 
 
 def _recorded_contact(key: str, recall: Recall | None) -> EnrichmentStart | None:
-    if recall is None:
+    if recall is None or recall.expired:
         return None
     if recall.in_flight:
         raise ClaimedElsewhereError("another run is starting this person right now; not sent")
@@ -342,21 +342,24 @@ async def bulk_enrich(
             to_send.setdefault(person.fingerprint(flags), []).append(index)
     async with credentials.get_client() as client:
         ledger = await team_ledger(client, flags)
-        recalls = {} if force else await ledger.recall_contacts(list(to_send))
+        recalls = await ledger.recall_contacts(list(to_send))
         fresh = [
-            key for key in to_send if not _apply_recall(results, to_send[key], recalls.get(key))
+            key
+            for key in to_send
+            if force or not _apply_recall(results, to_send[key], recalls.get(key))
         ]
         for start in range(0, len(fresh), BULK_MAX_ITEMS):
             keys = fresh[start : start + BULK_MAX_ITEMS]
+            chunk = _Chunk(keys, {key: recalls[key] for key in keys if key in recalls})
             await _send_chunk(
-                client, ledger, flags, keys, people, to_send, results, webhook_url, force
+                client, ledger, flags, chunk, people, to_send, results, webhook_url, force
             )
     return results
 
 
 def _apply_recall(results: list[BulkItemResult], indexes: list[int], recall: Recall | None) -> bool:
     """Fill the results of a person an earlier run started; returns whether it did."""
-    if recall is None or (recall.answer is not None and not recall.interrupted):
+    if recall is None or recall.expired or recall.answer is not None:
         return False
     enrichment_id = recall.enrichment_id or (recall.outcome or {}).get("enrichment_id")
     unknown = "STARTING_ELSEWHERE" if recall.in_flight else "MAY_HAVE_STARTED"
@@ -370,19 +373,26 @@ def _apply_recall(results: list[BulkItemResult], indexes: list[int], recall: Rec
     return True
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    keys: list[str]
+    recalled: dict[str, Recall]
+
+
 async def _send_chunk(
     client: Any,
     ledger: Ledger,
     flags: EnrichmentFlags,
-    keys: list[str],
+    chunk: _Chunk,
     people: list[Contact],
     indexes: dict[str, list[int]],
     results: list[BulkItemResult],
     webhook_url: str | None,
     force: bool,
 ) -> None:
+    keys = chunk.keys
     contacts = [people[indexes[key][0]] for key in keys]
-    async with ledger.claim_chunk(keys, replace=force) as claim:
+    async with ledger.claim_chunk(keys, replace=force, recalled=chunk.recalled) as claim:
         answers = await client.bulk_enrich(
             contacts, flags, metadata=keys, webhook_url=webhook_url, before_send=claim.sending
         )

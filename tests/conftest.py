@@ -10,6 +10,11 @@ import tempfile
 os.environ.setdefault("PREFECT_TEST_MODE", "1")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-lemlist-tests-"))
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+# The enrichment ledger's default lives outside PREFECT_HOME (shared by every Prefect home of the
+# user): keep the tests' ledger inside the session's temporary home instead.
+os.environ.setdefault(
+    "LEMLIST_LEDGER_DIR", os.path.join(os.environ["PREFECT_HOME"], "lemlist-ledger-dir")
+)
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness

@@ -18,17 +18,16 @@ from prefect.filesystems import RemoteFileSystem
 
 from prefect_lemlist import EnrichmentOptions, LemlistCredentials
 from prefect_lemlist.api.exceptions import (
-    LemlistAuthError,
     LemlistError,
-    LemlistNotFoundError,
-    LemlistOutOfCreditsError,
     LemlistResponseError,
     LemlistServerError,
+    LemlistUnreachableError,
+    error_for_status,
 )
 from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.flows import enrich_leads
 from prefect_lemlist.local_api import PrefectServer
-from prefect_lemlist.pipeline import ledger as ledger_module
+from prefect_lemlist.pipeline.ledger import records as ledger_records
 from prefect_lemlist.pipeline.ledger import (
     ClaimedElsewhereError,
     FsspecStorage,
@@ -52,9 +51,11 @@ def ledger(request, tmp_path) -> Ledger:
     return Ledger(storage, account_key("tea_unit"), "find_email")
 
 
-async def start_lead(ledger: Ledger, lead_id: str, outcome: object, *, replace: bool = False):
+async def start_lead(
+    ledger: Ledger, lead_id: str, outcome: object, *, replace: bool = False, recalled=None
+):
     """A claim whose request ends with `outcome`: an enrichment id, an answer or an error."""
-    async with ledger.claim_lead(lead_id, replace=replace) as claim:
+    async with ledger.claim_lead(lead_id, replace=replace, recalled=recalled) as claim:
         await claim.sending()
         if isinstance(outcome, BaseException):
             raise outcome
@@ -85,19 +86,28 @@ async def test_a_claim_is_exclusive_across_runs_but_a_retry_of_its_own_request_i
     assert (await ledger.recall_leads(["lea_1"]))["lea_1"].enrichment_id == "enr_1"
 
 
+# Errors as the client builds them (its own constructors and its one status table); the same
+# rule is proven end to end through the real client in tests/test_delivery.py.
 @pytest.mark.parametrize(
     ("error", "recorded"),
     [
-        (LemlistServerError("read timeout after sending", retryable=False), "interrupted"),
-        (LemlistServerError("HTTP 502", status_code=502, retryable=False), "interrupted"),
-        (LemlistResponseError("200 without an id", status_code=200), "interrupted"),
+        (
+            LemlistServerError("read timeout after sending", delivery="maybe_sent"),
+            "interrupted",
+        ),
+        (error_for_status(502, "HTTP 502: an HTML page"), "interrupted"),
+        (
+            LemlistResponseError("200 without an id", status_code=200, delivery="maybe_sent"),
+            "interrupted",
+        ),
         (asyncio.CancelledError(), "interrupted"),
-        (LemlistServerError("HTTP 500", status_code=500), "nothing"),
-        (LemlistServerError("connection refused", retryable=False, status_code=503), "nothing"),
-        (LemlistAuthError("401", status_code=401), "nothing"),
-        (LemlistOutOfCreditsError("no credits", status_code=402), "nothing"),
-        (LemlistNotFoundError("Lead not found", status_code=404, code="LEAD_NOT_FOUND"), "answer"),
-        (LemlistError("Bad team", status_code=400), "answer"),
+        (error_for_status(500, "HTTP 500: Failed to enrich lead"), "nothing"),
+        (error_for_status(503, "HTTP 503: unavailable"), "nothing"),
+        (LemlistUnreachableError("could not connect: connection refused"), "nothing"),
+        (error_for_status(401, "HTTP 401: Unauthorized"), "nothing"),
+        (error_for_status(402, "HTTP 402: not enough credits"), "nothing"),
+        (error_for_status(404, "HTTP 404: Lead not found", code="LEAD_NOT_FOUND"), "answer"),
+        (error_for_status(400, "HTTP 400: Bad team"), "answer"),
     ],
 )
 async def test_a_failed_request_leaves_what_it_may_have_done(ledger, error, recorded):
@@ -125,11 +135,13 @@ async def test_answers_expire_after_a_day_and_starts_after_the_ledger_period(led
         ledger, "lea_a", RecordedAnswer(status_code=409, skip_reason="ALREADY_ENRICHED")
     )
     await start_lead(ledger, "lea_s", "enr_s")
-    now = ledger_module._now()
-    monkeypatch.setattr(ledger_module, "_now", lambda: now + timedelta(hours=25))
-    assert set(await ledger.recall_leads(["lea_a", "lea_s"])) == {"lea_s"}
-    monkeypatch.setattr(ledger_module, "_now", lambda: now + timedelta(days=31))
-    assert await ledger.recall_leads(["lea_a", "lea_s"]) == {}
+    now = ledger_records.now()
+    monkeypatch.setattr(ledger_records, "now", lambda: now + timedelta(hours=25))
+    recalls = await ledger.recall_leads(["lea_a", "lea_s"])
+    assert {key for key, recall in recalls.items() if recall.known} == {"lea_s"}
+    monkeypatch.setattr(ledger_records, "now", lambda: now + timedelta(days=31))
+    recalls = await ledger.recall_leads(["lea_a", "lea_s"])
+    assert all(recall.expired and recall.version for recall in recalls.values())
 
 
 async def test_a_damaged_record_counts_as_maybe_sent(tmp_path):
@@ -165,7 +177,9 @@ async def test_an_interrupted_chunk_keeps_every_person_maybe_sent(ledger):
     with pytest.raises(LemlistServerError):
         async with ledger.claim_chunk(["a", "b"]) as claim:
             await claim.sending()
-            raise LemlistServerError("dropped after sending", retryable=False)
+            raise LemlistServerError(
+                "dropped after sending", retryable=False, delivery="maybe_sent"
+            )
     recalls = await ledger.recall_contacts(["a", "b"])
     assert recalls["a"].interrupted and recalls["b"].interrupted
 
@@ -200,14 +214,14 @@ async def test_a_bulk_request_on_the_wire_is_in_flight_for_other_runs(ledger):
 
 def write_starting(ledger: Ledger, root: Path, lead_id: str, owner, age=timedelta(0)) -> None:
     """A `starting` record as a claim writes it, held by `owner` (host, pid) or by no one."""
-    item = ledger_module._Item(
-        state=ledger_module.LedgerState.STARTING,
-        written_at=ledger_module._now() - age,
-        owner=None if owner is None else ledger_module._Owner(host=owner[0], pid=owner[1]),
+    item = ledger_records.Item(
+        state=ledger_records.LedgerState.STARTING,
+        written_at=ledger_records.now() - age,
+        owner=None if owner is None else ledger_records.Owner(host=owner[0], pid=owner[1]),
     )
-    path = root / ledger._lead_name(lead_id)
+    path = root / ledger.lead_record(lead_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(ledger_module._encode(ledger_module._Record(items={lead_id: item})))
+    path.write_bytes(ledger_records.encode(ledger_records.Record(items={lead_id: item})))
 
 
 def exited_process() -> subprocess.Popen:
@@ -242,12 +256,14 @@ async def test_a_dead_claim_is_taken_over_by_one_run_only(tmp_path):
     storage = LocalDirectoryStorage(tmp_path)
     first, second = (Ledger(storage, account_key("tea_unit"), "find_email") for _ in range(2))
     write_starting(first, tmp_path, "lea_1", None)
-    assert (await first.recall_leads(["lea_1"]))["lea_1"].interrupted
-    assert (await second.recall_leads(["lea_1"]))["lea_1"].interrupted
-    async with first.claim_lead("lea_1") as claim:
-        await claim.sending()  # takes over the record both runs read
+    mine = (await first.recall_leads(["lea_1"]))["lea_1"]
+    theirs_read = (await second.recall_leads(["lea_1"]))["lea_1"]
+    assert mine.interrupted and theirs_read.interrupted
+    assert mine.version == theirs_read.version  # both read the same stored version
+    async with first.claim_lead("lea_1", recalled=mine) as claim:
+        await claim.sending()  # takes over the record version both runs read
         with pytest.raises(ClaimedElsewhereError):
-            async with second.claim_lead("lea_1") as theirs:
+            async with second.claim_lead("lea_1", recalled=theirs_read) as theirs:
                 await theirs.sending()
         claim.started("enr_again")
     assert (await second.recall_leads(["lea_1"]))["lea_1"].enrichment_id == "enr_again"
@@ -255,11 +271,15 @@ async def test_a_dead_claim_is_taken_over_by_one_run_only(tmp_path):
 
 async def test_an_expired_answer_is_asked_again(ledger, monkeypatch):
     await start_lead(ledger, "lea_a", RecordedAnswer(status_code=409, skip_reason="IN_PROGRESS"))
-    now = ledger_module._now()
-    monkeypatch.setattr(ledger_module, "_now", lambda: now + timedelta(hours=25))
+    now = ledger_records.now()
+    monkeypatch.setattr(ledger_records, "now", lambda: now + timedelta(hours=25))
     next_day = Ledger(ledger.storage, ledger.account, ledger.workflows)
-    assert await next_day.recall_leads(["lea_a"]) == {}
-    await start_lead(next_day, "lea_a", "enr_a")  # the old record does not block the claim
+    recall = (await next_day.recall_leads(["lea_a"]))["lea_a"]
+    assert recall.expired and recall.answer is None
+    with pytest.raises(ClaimedElsewhereError):  # a claim must name the version it read
+        await start_lead(next_day, "lea_a", "enr_a")
+    # the old record does not block a claim tied to what was recalled
+    await start_lead(next_day, "lea_a", "enr_a", recalled=recall)
     assert (await next_day.recall_leads(["lea_a"]))["lea_a"].enrichment_id == "enr_a"
 
 

@@ -23,10 +23,11 @@ from prefect_lemlist.api.exceptions import (
     LemlistAuthError,
     LemlistError,
     LemlistNotFoundError,
-    LemlistOutOfCreditsError,
     LemlistRateLimitError,
     LemlistResponseError,
     LemlistServerError,
+    LemlistUnreachableError,
+    error_for_status,
 )
 from prefect_lemlist.api.headers import retry_after_seconds
 from prefect_lemlist.api.models import (
@@ -56,11 +57,14 @@ DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS = 120.0
 BULK_MAX_ITEMS = 500
 USER_AGENT = "prefect-lemlist"
 
-# Transport errors raised before the request could have reached lemlist: safe to resend even a
-# request that starts paid work.
-_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-# 5xx statuses that say lemlist did not do the work. 502/504 from a proxy may follow work done.
-_NOT_DONE_STATUSES = {500, 503}
+# Transport errors raised before any byte of the request was written (no connection, DNS, TLS
+# handshake, no free connection in the pool): the request cannot have reached lemlist.
+_NOT_SENT_ERRORS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
 _MAX_ERROR_TEXT = 300
 
 logger = logging.getLogger("prefect_lemlist.client")
@@ -134,11 +138,15 @@ class LemlistClient:
     request; those waits do not use up `max_attempts`, but at most `max_rate_limit_wait_seconds`
     is spent on them before `LemlistRateLimitError`. 5xx answers and connection errors are
     repeated up to `max_attempts` times in total, with exponential backoff and jitter, then
-    `LemlistServerError`. A request that starts paid work (the three enrichment POSTs) is repeated
-    only when lemlist cannot have started it (connection refused, 500/503): after a read timeout
-    or a dropped connection it may have, so it fails at once with `retryable=False`. Other 4xx
-    answers are never repeated. After a 401/403 the client sends nothing more: every later call
-    raises the same `LemlistAuthError` at once.
+    `LemlistServerError` (`LemlistUnreachableError` when lemlist could not be reached at all).
+    A request that starts paid work (the three enrichment POSTs) is repeated only when lemlist
+    cannot have started it (connection refused, 500/503): after a read timeout, a dropped
+    connection or a proxy's 502/504 it may have, so it fails at once with `retryable=False`.
+    Other 4xx answers are never repeated. After a 401/403 the client sends nothing more: every
+    later call raises the same `LemlistAuthError` at once (`delivery="not_sent"`).
+
+    Every `LemlistError` it raises carries `delivery`: `not_sent` (nothing reached lemlist),
+    `maybe_sent` (the request may have been acted on, its answer is lost) or `answered`.
 
     Args:
         api_key: the lemlist API key (sent as the Basic-auth password, never logged).
@@ -551,7 +559,7 @@ class LemlistClient:
             raise RuntimeError("use the client inside `async with`")
         async with self.budget.slot():
             if self._refusal is not None:  # refused while this request waited for its slot
-                raise self._refusal
+                raise self._refusal.copy_with(delivery="not_sent")
             if call.before_send is not None:
                 await call.before_send()
             self.requests_sent += 1
@@ -580,6 +588,7 @@ class LemlistClient:
                 "lemlist may have started the enrichment, so it is not sent again (that could "
                 "bill twice)",
                 retryable=False,
+                delivery="maybe_sent",
             ) from None
         if attempt >= self.max_attempts:
             raise _unreachable(call, failure, reason, attempt, self.host)
@@ -606,7 +615,7 @@ class LemlistClient:
     ) -> None:
         """Back off before the next attempt, or raise (at once when work may have been done)."""
         error = _error_from_response(response, call.label)
-        if call.starts_paid_work and response.status_code not in _NOT_DONE_STATUSES:
+        if call.starts_paid_work and error.delivery == "maybe_sent":
             error.retryable = False
             raise error
         if attempt >= self.max_attempts:
@@ -645,16 +654,17 @@ def _start_params(flags: EnrichmentFlags, webhook_url: str | None) -> dict[str, 
 def _unreachable(
     call: _Call, failure: httpx.TransportError, reason: str, attempts: int, host: str
 ) -> LemlistServerError:
-    """The error after the last attempt. Nothing listening (or no route) is not retried by
-    Prefect's task retries either: they would only multiply the client's own attempts."""
+    """The error after the last attempt. Nothing listening (or no route, no name, no TLS) is
+    not retried by Prefect's task retries either: they would only multiply the client's own
+    attempts; a GET that kept timing out after it was sent may be asked again later."""
     tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-    if isinstance(failure, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return LemlistServerError(
-            f"could not connect to lemlist at {host}: {reason} ({tries})",
-            retryable=False,
-            hint=f"check base_url on the credentials block and the network ({host})",
+    if isinstance(failure, _NOT_SENT_ERRORS):
+        return LemlistUnreachableError(
+            f"could not connect to lemlist at {host}: {reason} ({tries}); {call.label} was not sent"
         )
-    return LemlistServerError(f"{call.label} to {host} failed after {tries}: {reason}")
+    return LemlistServerError(
+        f"{call.label} to {host} failed after {tries}: {reason}", delivery="maybe_sent"
+    )
 
 
 def _transport_text(failure: httpx.TransportError) -> str:
@@ -667,7 +677,9 @@ def _enrichment_id(response: httpx.Response, what: str) -> str:
     enrichment_id = body.get("id") if isinstance(body, dict) else None
     if not isinstance(enrichment_id, str) or not enrichment_id:
         raise LemlistResponseError(
-            f"{what} answered 200 without an enrichment 'id'", status_code=response.status_code
+            f"{what} answered 200 without an enrichment 'id'",
+            status_code=response.status_code,
+            delivery="maybe_sent",
         )
     return enrichment_id
 
@@ -692,14 +704,17 @@ def _bulk_results(body: Any, metadata: Sequence[Any] | None, count: int) -> list
     what = "POST /v2/enrichments/bulk"
     if not isinstance(body, list) or len(body) != count:
         size = len(body) if isinstance(body, list) else type(body).__name__
-        raise LemlistResponseError(f"{what} answered {size} items for {count} sent")
+        raise LemlistResponseError(
+            f"{what} answered {size} items for {count} sent", delivery="maybe_sent"
+        )
     results = []
     for index, item in enumerate(body):
         item = item if isinstance(item, dict) else {}
         if metadata is not None and "metadata" in item and item["metadata"] != metadata[index]:
             raise LemlistResponseError(
                 f"{what}: answer {index} echoes another item's metadata; answers cannot be "
-                "matched to contacts"
+                "matched to contacts",
+                delivery="maybe_sent",
             )
         enrichment_id = item.get("id") if isinstance(item.get("id"), str) else None
         error = item.get("error") if isinstance(item.get("error"), str) else None
@@ -754,10 +769,14 @@ def _json_body(response: httpx.Response, what: str) -> Any:
             if "html" in content_type.lower()
             else ""
         )
+        # lemlist's web app answering a path the API does not have did nothing; any other
+        # unusable 2xx may follow work done
+        is_html = "html" in content_type.lower()
         error = LemlistResponseError(
             f"{what} answered {response.status_code} with "
             f"{content_type or 'no content type'} instead of JSON{hint}",
             status_code=response.status_code,
+            delivery="answered" if is_html else "maybe_sent",
         )
         error.content_type = content_type
         raise error
@@ -769,6 +788,7 @@ def _json_body(response: httpx.Response, what: str) -> Any:
             f"{what} answered {response.status_code} with a body that is not valid JSON "
             f"({size} bytes)",
             status_code=response.status_code,
+            delivery="maybe_sent",
         ) from None
 
 
@@ -796,21 +816,8 @@ def _error_code(response: httpx.Response) -> str | None:
     return error if isinstance(error, str) and error.isupper() and " " not in error else None
 
 
-_STATUS_ERRORS: dict[int, type[LemlistError]] = {
-    401: LemlistAuthError,
-    403: LemlistAuthError,
-    404: LemlistNotFoundError,
-}
-
-
 def _error_from_response(response: httpx.Response, label: str) -> LemlistError:
     """Map a non-accepted status to the matching exception, quoting lemlist's text."""
     status = response.status_code
-    text = _error_text(response)
-    message = f"{label} failed with HTTP {status}: {text}"
-    code = _error_code(response)
-    if status in (400, 402) and "credit" in text.lower():
-        return LemlistOutOfCreditsError(message, status_code=status, code=code)
-    if status >= 500:
-        return LemlistServerError(message, status_code=status, code=code)
-    return _STATUS_ERRORS.get(status, LemlistError)(message, status_code=status, code=code)
+    message = f"{label} failed with HTTP {status}: {_error_text(response)}"
+    return error_for_status(status, message, code=_error_code(response))

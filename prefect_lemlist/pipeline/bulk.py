@@ -14,9 +14,9 @@ import time
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from prefect_lemlist.api.exceptions import LemlistError
+from prefect_lemlist.api.exceptions import ClaimedElsewhereError, LemlistError
 from prefect_lemlist.api.models import Contact
-from prefect_lemlist.pipeline.ledger import ClaimedElsewhereError, RecordedAnswer
+from prefect_lemlist.pipeline.ledger import Recall, RecordedAnswer
 from prefect_lemlist.pipeline.outcomes import Outcome
 from prefect_lemlist.pipeline.start import (
     StartAnswer,
@@ -34,7 +34,10 @@ ITEM_ERRORS = {
 
 
 async def start_chunk(
-    context: StartContext, keys: list[str], contacts: list[Contact]
+    context: StartContext,
+    keys: list[str],
+    contacts: list[Contact],
+    recalled: dict[str, Recall] | None = None,
 ) -> list[StartAnswer]:
     """Send one bulk request for up to 500 people, through the ledger.
 
@@ -42,6 +45,8 @@ async def start_chunk(
         context: the run's start context.
         keys: the people's fingerprints (also sent as `metadata`, which lemlist echoes).
         contacts: the people, in the same order.
+        recalled: the run's recall of these people (the chunk's claim may take over the
+            record version it read).
 
     Returns:
         One answer per person, in order (never raises for lemlist's refusals).
@@ -49,7 +54,8 @@ async def start_chunk(
     if context.halt.reason:
         return [not_started(key, context.halt.reason) for key in keys]
     try:
-        async with context.ledger.claim_chunk(keys, replace=context.force) as claim:
+        claim = context.ledger.claim_chunk(keys, replace=context.force, recalled=recalled)
+        async with claim:
             results = await context.client.bulk_enrich(
                 contacts,
                 context.flags,
@@ -89,7 +95,10 @@ def refusal_outcome(answer: RecordedAnswer) -> Outcome:
 
 @task(name="start-contact-chunk", cache_policy=NO_CACHE)
 async def start_contact_chunk(
-    keys: list[str], contacts: list[Contact], context: StartContext
+    keys: list[str],
+    contacts: list[Contact],
+    context: StartContext,
+    recalled: dict[str, Recall] | None = None,
 ) -> list[StartAnswer]:
     """Start the enrichments of up to 500 people in one bulk request (a Prefect task run).
 
@@ -97,11 +106,12 @@ async def start_contact_chunk(
         keys: the people's fingerprints.
         contacts: the people.
         context: the run's start context.
+        recalled: the run's recall of these people.
 
     Returns:
         One `StartAnswer` per person, in order.
     """
-    work = asyncio.create_task(start_chunk(context, keys, contacts))
+    work = asyncio.create_task(start_chunk(context, keys, contacts, recalled))
     try:  # shielded: a Ctrl-C must not cut a bulk request on the wire (see finish_or_cancel)
         return await asyncio.shield(work)
     except asyncio.CancelledError:

@@ -114,6 +114,9 @@ class ResultCollector:
             say something recognisable about every requested workflow), `always`, `never`.
         concurrency: polls in flight at once.
         on_result: called with each `Collected` as soon as it is known.
+        unreachable_seconds: while every poll finds lemlist unreachable (nothing sent), keep
+            polling this long, then report what is pending `not_collected` (their ids are
+            recorded: a re-run collects them). Any answer from lemlist resets it.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class ResultCollector:
         confirm: Confirm = "when_unclear",
         concurrency: int = 10,
         on_result: Callable[[Collected], None] | None = None,
+        unreachable_seconds: float = 15.0,
     ) -> None:
         self._client = client
         self.timeout_seconds = timeout_seconds
@@ -148,6 +152,8 @@ class ResultCollector:
         self._closed = False
         self._semaphore = asyncio.Semaphore(concurrency)
         self._polls_in_flight: set[asyncio.Task[None]] = set()
+        self.unreachable_seconds = unreachable_seconds
+        self._unreachable_since: float | None = None
 
     @property
     def pending(self) -> int:
@@ -226,12 +232,9 @@ class ResultCollector:
         )
 
     def abandon(self, reason: str) -> None:
-        """Stop collecting: every pending enrichment ends `not_collected` with `reason` (the
-        key was refused; a later run with a working key collects them)."""
-        for item in list(self._pending.values()):
-            self._resolve(
-                item, Collected(item.key, item.enrichment_id, "not_collected", error=reason), "none"
-            )
+        """Stop collecting for good: every pending enrichment ends `not_collected` with
+        `reason` (the key was refused; a later run with a working key collects them)."""
+        self.give_up(reason)
         self.close()
 
     def close(self) -> None:
@@ -346,12 +349,18 @@ class ResultCollector:
         self.stats.polls += 1
         item.polls += 1
         try:
-            return await self._client.get_enrichment(item.enrichment_id)
+            enrichment = await self._client.get_enrichment(item.enrichment_id)
+            self._unreachable_since = None
+            return enrichment
         except LemlistAuthError as exc:
             self.abandon(f"the API key was refused before the result was read ({exc.message})")
         except LemlistNotFoundError as exc:
             self._fail(item, f"lemlist no longer knows this enrichment: {exc}")
         except LemlistError as exc:
+            if exc.delivery == "not_sent":
+                self._while_unreachable(item, exc)
+                return None
+            self._unreachable_since = None
             # a GET is safe to repeat: unreachable lemlist, 5xx and unusable answers are
             # polled again until the deadline; only a definitive refusal ends it here
             if exc.retryable or isinstance(exc, (LemlistServerError, LemlistResponseError)):
@@ -359,6 +368,28 @@ class ResultCollector:
             else:
                 self._fail(item, f"polling failed: {exc}")
         return None
+
+    def _while_unreachable(self, item: _Pending, exc: LemlistError) -> None:
+        """lemlist could not be reached: poll again later, until it has been unreachable for
+        `unreachable_seconds`; then give up on everything pending (ids kept)."""
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        if now - self._unreachable_since < self.unreachable_seconds:
+            self._reschedule(item, now, f"lemlist unreachable ({exc.message})")
+            return
+        self.give_up(
+            f"lemlist could not be reached for {now - self._unreachable_since:.0f} s "
+            f"({exc.message}); re-run the same command to collect it by its id (no new charge)"
+        )
+
+    def give_up(self, reason: str) -> None:
+        """Stop collecting: every pending enrichment ends `not_collected` with `reason` (its id
+        is kept; a later run collects it)."""
+        for item in list(self._pending.values()):
+            self._resolve(
+                item, Collected(item.key, item.enrichment_id, "not_collected", error=reason), "none"
+            )
 
     def _fail(self, item: _Pending, message: str) -> None:
         self.stats.failed += 1

@@ -78,6 +78,14 @@ class _RunOptions(BaseModel):
     first_poll_seconds: float = Field(
         default=10.0, gt=0, description="First guess of an enrichment's duration (adapts)."
     )
+    unreachable_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "While lemlist cannot be reached, keep polling started enrichments this long, "
+            "then report them not_collected (a re-run collects them by id)."
+        ),
+    )
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     output_dir: str = Field(default="lemlist-output", description="Directory for the exports.")
     output_name: str | None = Field(

@@ -28,6 +28,8 @@ class Plan:
         decided: item -> outcome known without lemlist (an earlier run's final result or
             recorded answer, or an interrupted contacts start that is never re-sent).
         resend: leads whose earlier start was interrupted: sent once more, without `force`.
+        recalled: the recall of every item of `to_start` that has a record (interrupted,
+            expired): its claim takes over the record version the recall read.
         elsewhere: items another live run is starting right now: followed in the ledger until
             its answer is recorded (then collected), never sent by this run too.
         max_credit_cost: the most starting `to_start` can cost (upper-bound prices).
@@ -37,6 +39,7 @@ class Plan:
     to_collect: dict[str, str] = field(default_factory=dict)
     decided: dict[str, Outcome] = field(default_factory=dict)
     resend: dict[str, Recall] = field(default_factory=dict)
+    recalled: dict[str, Recall] = field(default_factory=dict)
     elsewhere: list[str] = field(default_factory=list)
     max_credit_cost: int = 0
 
@@ -66,16 +69,19 @@ def make_plan(
     """
     plan = Plan()
     for key in keys:
-        recall = None if force else recalls.get(key)
+        recall = recalls.get(key)
+        if force or recall is None or recall.expired:
+            plan.to_start.append(key)
+            if recall is not None:
+                plan.recalled[key] = recall
+            continue
         _place(plan, key, recall, door)
     plan.max_credit_cost = flags.max_credits_each() * len(plan.to_start)
     return plan
 
 
-def _place(plan: Plan, key: str, recall: Recall | None, door: FrontDoor) -> None:
-    if recall is None:
-        plan.to_start.append(key)
-    elif recall.outcome is not None:
+def _place(plan: Plan, key: str, recall: Recall, door: FrontDoor) -> None:
+    if recall.outcome is not None:
         when = f"{recall.recorded_at:%Y-%m-%d %H:%M} UTC" if recall.recorded_at else "earlier"
         note = f"result recorded by an earlier run ({when}); --force enriches again"
         plan.decided[key] = Outcome.model_validate(recall.outcome).with_note(note)
@@ -88,6 +94,7 @@ def _place(plan: Plan, key: str, recall: Recall | None, door: FrontDoor) -> None
     elif door == "leads":
         plan.to_start.append(key)
         plan.resend[key] = recall
+        plan.recalled[key] = recall
     else:
         plan.decided[key] = Outcome(
             status="failed",

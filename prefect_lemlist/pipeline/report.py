@@ -180,7 +180,7 @@ class ProgressEvent:
 
     Attributes:
         phase: `start` (starting enrichments), `collect` (waiting for results) or `done`.
-        started: items whose start is decided (started, skipped, refused).
+        started: items whose start request was sent (or answered by an earlier run).
         finished: items with a final answer.
         total: items of the run.
     """
@@ -261,7 +261,9 @@ def _progress_line(event: ProgressEvent) -> str:
         return f"lemlist: started {event.started} of {event.total}"
     if event.phase == "collect":
         return f"lemlist: results {event.finished} of {event.total}"
-    return f"lemlist: all {event.total} answered"
+    unsent = event.total - event.started
+    line = f"lemlist: done: {event.finished} of {event.total} with a final answer"
+    return line + (f"; {unsent} not sent" if unsent > 0 else "")
 
 
 async def publish(

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from prefect_lemlist.api.client import LemlistClient
 from prefect_lemlist.api.exceptions import (
+    EnrichmentsNotCollectedError,
     InsufficientCreditsError,
     LemlistError,
     LemlistOutOfCreditsError,
@@ -24,7 +25,8 @@ from prefect_lemlist.api.exceptions import (
 from prefect_lemlist.api.models import Contact
 from prefect_lemlist.credentials import LemlistCredentials
 from prefect_lemlist.pipeline.bulk import start_contact_chunk
-from prefect_lemlist.pipeline.collect import Collected, ResultCollector
+from prefect_lemlist.pipeline.collect import ResultCollector
+from prefect_lemlist.pipeline.credit_watch import CreditWatch
 from prefect_lemlist.pipeline.export import (
     export_columns,
     export_rows,
@@ -33,7 +35,12 @@ from prefect_lemlist.pipeline.export import (
     write_exports,
     write_rejected,
 )
-from prefect_lemlist.pipeline.ledger import Ledger, Recall
+from prefect_lemlist.pipeline.ledger import (
+    NOT_ATOMIC_WARNING,
+    Ledger,
+    Recall,
+    describe_storage,
+)
 from prefect_lemlist.pipeline.options import ContactOptions, EnrichmentOptions, RunOptions
 from prefect_lemlist.pipeline.outcomes import (
     FINAL_STATUSES,
@@ -63,7 +70,6 @@ from prefect_lemlist.pipeline.start import (
 from prefect_lemlist.pipeline.webhook_server import WebhookReceiver
 from prefect_lemlist.pipeline.worklist import Worklist
 
-_CREDIT_CHECK_SECONDS = 5.0
 _FOLLOW_SECONDS = 1.0
 ELSEWHERE_NOTE = "started by another run at the same time; collected here"
 
@@ -99,9 +105,9 @@ class LeadDoor:
         self, batch: list[str], worklist: Worklist, context: StartContext, plan: Plan, name: str
     ) -> list[StartAnswer]:
         """One `start-lead-batch` task run."""
-        resend = {key: plan.resend[key] for key in batch if key in plan.resend}
+        recalled = {key: plan.recalled[key] for key in batch if key in plan.recalled}
         task = start_lead_batch.with_options(task_run_name=f"start leads {name}")
-        return await task(batch, context, resend)
+        return await task(batch, context, recalled)
 
 
 class ContactDoor:
@@ -121,8 +127,9 @@ class ContactDoor:
     ) -> list[StartAnswer]:
         """One `start-contact-chunk` task run (one bulk request)."""
         contacts: list[Contact] = [worklist.items[key] for key in batch]
+        recalled = {key: plan.recalled[key] for key in batch if key in plan.recalled}
         task = start_contact_chunk.with_options(task_run_name=f"start people {name}")
-        return await task(batch, contacts, context)
+        return await task(batch, contacts, context, recalled)
 
 
 class EnrichmentRun:
@@ -142,6 +149,7 @@ class EnrichmentRun:
         self.halt = Halt()
         self.clock = time.monotonic()
         self.started = 0
+        self.sent = 0  # items whose start request was sent (or answered by an earlier run)
         self.batches: list[dict[str, Any]] = []
 
     @classmethod
@@ -172,8 +180,11 @@ class EnrichmentRun:
 
         Raises:
             InsufficientCreditsError: the run could cost more than allowed (nothing spent).
-            LemlistAuthError, LemlistOutOfCreditsError: the run stopped starting enrichments
-                (everything started was collected or reported; every row is exported).
+            LemlistAuthError, LemlistOutOfCreditsError, LemlistUnreachableError: the run
+                stopped starting enrichments (everything started was collected or reported;
+                every row is exported).
+            EnrichmentsNotCollectedError: started enrichments could not be collected (timed
+                out, or lemlist unreachable); their ids are exported and recorded.
         """
         worklist.limit(self.options.limit, drop_others=worklist.source.kind == "campaign")
         keys = list(worklist.items)
@@ -195,6 +206,13 @@ class EnrichmentRun:
         await self._report(summary, worklist, outcomes, export=True)
         if self.halt.error is not None:
             raise self._stopped_error(summary)
+        pending = sum(o.status in ("timed_out", "not_collected") for o in outcomes.values())
+        if pending:
+            raise EnrichmentsNotCollectedError(
+                f"{pending} started enrichment{'s' if pending > 1 else ''} could not be "
+                f"collected (timed out or lemlist unreachable); their ids are in "
+                f"{summary.csv_path or summary.jsonl_path} and in the ledger"
+            )
         return summary
 
     # ------------------------------------------------------------------ enrich and collect
@@ -205,9 +223,10 @@ class EnrichmentRun:
         """Start what the plan says and collect every result (webhook first, or polls)."""
         outcomes: dict[str, Outcome] = dict(plan.decided)
         notes: dict[str, str] = {}
-        watch = _CreditWatch(self.client, self.halt, self.flags.max_credits_each())
+        watch = CreditWatch(self.client, self.halt, self.flags.max_credits_each())
         collector = self._collector(watch)
         progress = Progress(worklist.source, len(worklist.items))
+        self.sent = len(plan.to_collect) + len(plan.decided)
         await progress.start()
         collecting = asyncio.create_task(collector.run())
         try:
@@ -221,7 +240,7 @@ class EnrichmentRun:
                 await self._start_all(worklist, plan, door, context, absorb, progress)
                 await self._follow(worklist, door, context, absorb)
                 collector.close()
-                await self._wait(collector, collecting, progress, len(outcomes))
+                await self._wait(collector, collecting, progress, absorb)
         finally:
             collector.close()
             if not collecting.done():
@@ -241,7 +260,7 @@ class EnrichmentRun:
         progress: Progress | None = None,
     ) -> None:
         """Start the plan's items batch by batch; stop starting when the run is halted."""
-        total, started = len(worklist.items), len(plan.to_collect) + len(plan.decided)
+        total = len(worklist.items)
         batches = _chunks(plan.to_start, door.batch_size)
         for number, batch in enumerate(batches, start=1):
             if self.halt.reason:
@@ -250,10 +269,10 @@ class EnrichmentRun:
                 name = f"{number}/{len(batches)}"
                 answers = await self._start_batch(door, batch, worklist, context, plan, name)
             self.started += absorb(answers)
-            started += len(batch)
+            self.sent += sum(answer.sent for answer in answers)
             self.batches.append(_batch_row(len(self.batches) + 1, answers))
             if progress is not None:
-                event = ProgressEvent("start", started, len(absorb.outcomes), total)
+                event = ProgressEvent("start", self.sent, absorb.finished(), total)
                 await progress.update(event)
 
     async def _follow(
@@ -310,19 +329,20 @@ class EnrichmentRun:
         collector: ResultCollector,
         collecting: asyncio.Task[None],
         progress: Progress,
-        decided: int,
+        absorb: _Absorb,
     ) -> None:
         total = progress.total
         while not collecting.done():
             await asyncio.wait({collecting}, timeout=2.0)
             if self.client.refused is not None:
                 collector.abandon(f"the API key was refused ({self.client.refused.message})")
-            finished = decided + len(collector.results)
-            await progress.update(ProgressEvent("collect", total, finished, total))
+            event = ProgressEvent("collect", self.sent, absorb.finished(), total)
+            await progress.update(event)
         await collecting
-        await progress.update(ProgressEvent("done", total, total, total), force=True)
+        done = ProgressEvent("done", self.sent, absorb.finished(), total)
+        await progress.update(done, force=True)
 
-    def _collector(self, watch: _CreditWatch) -> ResultCollector:
+    def _collector(self, watch: CreditWatch) -> ResultCollector:
         webhook = self.options.webhook
         return ResultCollector(
             self.client,
@@ -334,6 +354,7 @@ class EnrichmentRun:
             workflows=self.flags.workflows,
             confirm=webhook.confirm,
             on_result=watch.on_result,
+            unreachable_seconds=self.options.unreachable_timeout_seconds,
         )
 
     @contextlib.asynccontextmanager
@@ -414,14 +435,19 @@ class EnrichmentRun:
         run_log(
             logging.INFO,
             "lemlist: %d to enrich (%s), %d to start, %d from earlier runs; at most %d credits "
-            "(upper-bound prices), %g available",
+            "(upper-bound prices), %g available; ledger: %s",
             summary.selected,
             "+".join(summary.workflows),
             summary.to_start,
             summary.recalled_from_ledger,
             summary.max_credit_cost,
             summary.credits_before or 0,
+            describe_storage(self.ledger.storage),
         )
+        if not self.ledger.storage.atomic_create:
+            run_log(
+                logging.WARNING, "lemlist: %s", NOT_ATOMIC_WARNING % self.ledger.storage.location
+            )
 
     async def _credits(self) -> float | None:
         try:
@@ -475,11 +501,9 @@ class EnrichmentRun:
             if (summary.csv_path or summary.jsonl_path)
             else ""
         )
-        return type(error)(
-            f"{error.message} (the run stopped starting enrichments and collected what it had "
-            f"started{where})",
-            status_code=error.status_code,
-            code=error.code,
+        return error.copy_with(
+            f"{error.message} (the run stopped starting enrichments after {self.sent} of "
+            f"{summary.selected} were sent, and collected what it had started{where})"
         )
 
 
@@ -499,6 +523,11 @@ class _Absorb:
         self.notes = notes
         self.waiting = waiting
 
+    def finished(self) -> int:
+        """Items with a final answer so far (not counting those left unsent)."""
+        unsent = sum(o.status == "not_started" for o in self.outcomes.values())
+        return len(self.outcomes) - unsent + len(self.collector.results)
+
     def __call__(self, answers: list[StartAnswer]) -> int:
         """Take the answers in; returns how many enrichments they started."""
         started = 0
@@ -513,50 +542,6 @@ class _Absorb:
             elif answer.outcome is not None:
                 self.outcomes[answer.key] = answer.outcome
         return started
-
-
-class _CreditWatch:
-    """Spots lemlist running out of credits when it accepts starts, then fails them: after an
-    enrichment ends with an error, the credits are read (at most every 5 s); below the price of
-    one more enrichment, the run stops starting."""
-
-    def __init__(self, client: LemlistClient, halt: Halt, price: int) -> None:
-        self._client = client
-        self._halt = halt
-        self._price = price
-        self._last = -_CREDIT_CHECK_SECONDS
-        self._check: asyncio.Task[None] | None = None
-
-    def on_result(self, collected: Collected) -> None:
-        """Collector hook: look at the credits after a failed enrichment."""
-        enrichment = collected.enrichment
-        if enrichment is None or enrichment.done or self._halt.error is not None:
-            return
-        now = time.monotonic()
-        if (
-            self._check is None or self._check.done()
-        ) and now - self._last >= _CREDIT_CHECK_SECONDS:
-            self._last = now
-            self._check = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            credits = (await self._client.get_credits()).credits
-        except LemlistError:
-            return
-        if credits < self._price:
-            self._halt.stop(
-                LemlistOutOfCreditsError(
-                    f"lemlist ended enrichments with an error and the team has {credits:g} "
-                    "credits left: it ran out of credits"
-                )
-            )
-
-    async def settle(self) -> None:
-        """Wait for a check still running."""
-        if self._check is not None:
-            with contextlib.suppress(Exception):
-                await self._check
 
 
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:

@@ -19,13 +19,13 @@ from prefect.cache_policies import NO_CACHE
 
 from prefect_lemlist.api.client import LemlistClient, SendHook
 from prefect_lemlist.api.exceptions import (
+    ClaimedElsewhereError,
     LemlistAuthError,
     LemlistError,
     LemlistOutOfCreditsError,
 )
 from prefect_lemlist.api.models import EnrichLeadResult, EnrichmentFlags
 from prefect_lemlist.pipeline.ledger import (
-    ClaimedElsewhereError,
     Ledger,
     Recall,
     RecordedAnswer,
@@ -47,7 +47,8 @@ _team_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock
 
 @dataclass
 class Halt:
-    """Stops a run from starting more enrichments (the key was refused, or credits ran out).
+    """Stops a run from starting more enrichments: the key was refused, the credits ran out,
+    or lemlist could not be reached (a start failed before anything was sent).
 
     Attributes:
         error: the error that stopped it, or None while the run may start enrichments.
@@ -67,7 +68,12 @@ class Halt:
             return None
         if isinstance(self.error, LemlistAuthError):
             return "not started: the API key was refused (re-run with a working key)"
-        return "not started: the team ran out of credits (re-run after a top-up)"
+        if isinstance(self.error, LemlistOutOfCreditsError):
+            return "not started: the team ran out of credits (re-run after a top-up)"
+        return (
+            "not started: lemlist could not be reached, nothing was sent (re-run the same "
+            "command when it is reachable)"
+        )
 
 
 @dataclass
@@ -136,6 +142,13 @@ class StartAnswer:
     note: str | None = None
     elsewhere: bool = False
 
+    @property
+    def sent(self) -> bool:
+        """Whether a start request went out for it (or lemlist answered it)."""
+        if self.elsewhere:
+            return False
+        return self.outcome is None or self.outcome.status != "not_started"
+
 
 async def team_ledger(client: LemlistClient, flags: EnrichmentFlags) -> Ledger:
     """The ledger of the client's lemlist team (one `GET /team` per key and process).
@@ -159,14 +172,17 @@ def not_started(key: str, reason: str) -> StartAnswer:
 
 
 def stop_on(context: StartContext, exc: LemlistError) -> bool:
-    """Halt the run when `exc` means nothing more can be started; returns whether it did."""
-    if isinstance(exc, (LemlistAuthError, LemlistOutOfCreditsError)):
+    """Halt the run when `exc` means nothing more can be started (a refused key, no credits,
+    or a start that could not be sent at all); returns whether it did."""
+    if isinstance(exc, (LemlistAuthError, LemlistOutOfCreditsError)) or exc.delivery == "not_sent":
         context.halt.stop(exc)
         return True
     return False
 
 
-async def claim_and_start_lead(context: StartContext, lead_id: str) -> EnrichLeadResult:
+async def claim_and_start_lead(
+    context: StartContext, lead_id: str, recalled: Recall | None = None
+) -> EnrichLeadResult:
     """POST one lead's enrichment inside a ledger claim, and record lemlist's answer.
 
     The claim is exclusive unless `force`: a record the ledger's last recall read (an
@@ -177,6 +193,8 @@ async def claim_and_start_lead(context: StartContext, lead_id: str) -> EnrichLea
     Args:
         context: the run's start context.
         lead_id: a validated lead id.
+        recalled: what the run's recall read for this lead (the claim may take over that
+            version of its record only), or None.
 
     Returns:
         lemlist's answer: an enrichment id, or a 409 skip.
@@ -185,7 +203,8 @@ async def claim_and_start_lead(context: StartContext, lead_id: str) -> EnrichLea
         ClaimedElsewhereError: another run is starting this lead (nothing sent).
         LemlistError: lemlist refused or could not be reached.
     """
-    async with context.ledger.claim_lead(lead_id, replace=context.force) as claim:
+    claim = context.ledger.claim_lead(lead_id, replace=context.force, recalled=recalled)
+    async with claim:
         result = await context.client.enrich_lead(
             lead_id,
             context.flags,
@@ -211,7 +230,7 @@ async def start_lead(context: StartContext, lead_id: str, recall: Recall | None)
         return not_started(lead_id, context.halt.reason)
     interrupted = recall is not None and recall.interrupted
     try:
-        result = await claim_and_start_lead(context, lead_id)
+        result = await claim_and_start_lead(context, lead_id, recall)
     except ClaimedElsewhereError:
         return StartAnswer(lead_id, elsewhere=True)
     except LemlistError as exc:
@@ -259,7 +278,8 @@ async def start_lead_batch(
     Args:
         lead_ids: the batch.
         context: the run's start context.
-        recalls: what earlier runs did for leads of the batch (interrupted starts).
+        recalls: what earlier runs did for leads of the batch (interrupted starts, expired
+            records): each lead's claim is tied to the record version its recall read.
 
     Returns:
         One `StartAnswer` per lead, in input order.

@@ -85,7 +85,8 @@ class SandboxConfig(BaseModel):
         webhook_duplicate_rate: chance a webhook is delivered twice.
         webhook_allowed_hosts: the only hosts the sandbox ever POSTs webhooks to.
         team_id: the team (`tea_…`) every API key belongs to (`GET /team`); None: a random
-            team per sandbox (clients keep per-team records; give one to share them).
+            team per sandbox, kept in `state_file` (a restarted sandbox is the same team, as
+            lemlist is; clients keep per-team records).
         linkedin_credits: credits charged per `linkedin_enrichment` (lemlist help: 1, older: 2).
         webhook_body_style: shape of each webhook item's `data` (polling never changes):
             `documented` (default; `find_email`, `verify`, `find_phone`, `linkedin_enrichment`
@@ -115,8 +116,8 @@ class SandboxConfig(BaseModel):
             `Not Found`).
         state_file: JSON file holding the mutable world (contacts, enrichments with their fate
             and due time, running map, not-found and LinkedIn marks, credits, added campaigns,
-            API keys and key usage, RNG positions). Loaded at start when it exists (its API
-            keys and credits then win over `api_keys` and `credits`), saved atomically on
+            API keys and key usage, the team id, RNG positions). Loaded at start when it exists
+            (its API keys and credits then win over `api_keys` and `credits`), saved atomically on
             `Sandbox.stop()` and after `Sandbox.configure`. None (default): in memory only.
     """
 

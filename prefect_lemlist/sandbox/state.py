@@ -1813,6 +1813,7 @@ class SandboxState:
                 "seed": cfg.seed,
                 "leads": cfg.leads,
                 "api_keys": list(cfg.api_keys),
+                "team_id": self.team_id,
                 "key_requests": dict(self._key_requests),
                 "credits": self._credits,
                 "created_epoch": self._created_epoch,
@@ -1889,6 +1890,9 @@ class SandboxState:
             )
         mono, wall = time.monotonic(), time.time()
         self._config = cfg.with_overrides(api_keys=data["api_keys"])
+        # the team is the account: a restarted sandbox is the same lemlist team (a configured
+        # `team_id` still wins, like the keys and credits it was saved with)
+        self._own_team_id = str(data.get("team_id") or self._own_team_id)
         self._key_requests = {str(k): int(v) for k, v in data["key_requests"].items()}
         self._credits = int(data["credits"])
         self._created_epoch = float(data["created_epoch"])
