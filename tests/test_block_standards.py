@@ -36,8 +36,10 @@ def test_logo_url_is_https_png():
 
 
 def test_block_is_exported_and_registered_through_the_entry_point():
-    names = {ep.name: ep.value for ep in entry_points(group="prefect.collections")}
-    assert names.get("prefect_lemlist") == "prefect_lemlist"
+    [entry] = [
+        ep for ep in entry_points(group="prefect.collections") if ep.name == "prefect_lemlist"
+    ]
+    assert entry.load() is LemlistCredentials  # loading it registers the block type
     assert prefect_lemlist.LemlistCredentials is LemlistCredentials
     assert issubclass(LemlistCredentials, Block)
     assert LemlistCredentials.get_block_type_slug() == "lemlist-credentials"

@@ -812,15 +812,16 @@ async def test_timed_out_keeps_its_id_and_a_rerun_collects_instead_of_paying(tmp
         for i in range(4)
     ]
     path = write_rows(tmp_path / "slow.csv", rows, ["crm_id", "linkedin_url"])
+    runs = []
     with sandbox(enrichment_never_finish_rate=1.0) as sb:
-        runs = [
-            await enrich_contacts(
-                path=str(path),
-                credentials_block=creds(sb),
-                options=options(tmp_path, name, collection="poll", collect_timeout_seconds=1.5),
-            )
-            for name in ("slow-1", "slow-2")
-        ]
+        for name in ("slow-1", "slow-2"):
+            with pytest.raises(EnrichmentsNotCollectedError) as failed:  # each run ends Failed
+                await enrich_contacts(
+                    path=str(path),
+                    credentials_block=creds(sb),
+                    options=options(tmp_path, name, collection="poll", collect_timeout_seconds=1.5),
+                )
+            runs.append(failed.value.summary)
         stats = sb.stats()
     first, second = (read_csv(run.csv_path) for run in runs)
     assert [r["status"] for r in first] == ["timed_out"] * 4

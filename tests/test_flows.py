@@ -231,12 +231,14 @@ async def test_collector_timeout_reports_timed_out_with_enrichment_id(tmp_path):
     with run_sandbox(config) as sandbox:
         await save_block(sandbox, "flow-test-timeout")
         lead_ids = [lead.lead_id for lead in sandbox.leads if lead.kind == LeadKind.FINDABLE][:3]
-        summary = await enrich_leads(
-            lead_ids,
-            credentials_block="flow-test-timeout",
-            options=options(tmp_path, collect_timeout_seconds=2.0),
-        )
-    rows = read_csv(summary.csv_path)
+        with pytest.raises(EnrichmentsNotCollectedError) as failed:  # the run ends Failed
+            await enrich_leads(
+                lead_ids,
+                credentials_block="flow-test-timeout",
+                options=options(tmp_path, collect_timeout_seconds=2.0),
+            )
+    assert "3 started enrichments could not be collected" in failed.value.message
+    rows = read_csv(failed.value.summary.csv_path)  # and every row is exported
     assert [row["status"] for row in rows] == ["timed_out"] * 3
     assert all(row["enrichment_id"].startswith("enr_") for row in rows)
 

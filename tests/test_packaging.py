@@ -97,3 +97,27 @@ def test_importing_the_package_starts_nothing_and_filters_nothing():
     new_threads, filters = result.stdout.strip().rsplit("] ", 1)
     assert "lemlist" not in new_threads  # no lease keeper, no server
     assert filters == "[]"  # the httpx log filter is installed by the first client, not on import
+
+
+def test_the_sandbox_and_the_package_root_do_not_import_prefect():
+    code = (
+        "import sys, prefect_lemlist, prefect_lemlist.sandbox; "
+        "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_public_exception_is_importable_from_the_package_root():
+    import prefect_lemlist
+    from prefect_lemlist.api import exceptions
+
+    public = {
+        name
+        for name, value in vars(exceptions).items()
+        if isinstance(value, type) and issubclass(value, Exception) and not name.startswith("_")
+    }
+    assert public <= set(prefect_lemlist.__all__)
+    assert all(getattr(prefect_lemlist, name) is getattr(exceptions, name) for name in public)

@@ -170,6 +170,7 @@ class LemlistResponseError(LemlistError):
     """
 
     content_type: str | None = None
+    permanent = False  # says nothing about the lead or person (a wrong base URL, a glitch)
 
 
 class LemlistOutOfCreditsError(LemlistError):

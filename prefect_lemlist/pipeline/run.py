@@ -185,6 +185,8 @@ class EnrichmentRun:
                 every row is exported).
             EnrichmentsNotCollectedError: started enrichments could not be collected (timed
                 out, or lemlist unreachable); their ids are exported and recorded.
+
+            Those errors carry the run's `summary` (every row is exported).
         """
         worklist.limit(self.options.limit, drop_others=worklist.source.kind == "campaign")
         keys = list(worklist.items)
@@ -204,16 +206,27 @@ class EnrichmentRun:
         outcomes = await self._enrich(worklist, plan, door, summary)
         summary.credits_after = await self._credits() if self.started else summary.credits_before
         await self._report(summary, worklist, outcomes, export=True)
-        if self.halt.error is not None:
-            raise self._stopped_error(summary)
-        pending = sum(o.status in ("timed_out", "not_collected") for o in outcomes.values())
-        if pending:
-            raise EnrichmentsNotCollectedError(
-                f"{pending} started enrichment{'s' if pending > 1 else ''} could not be "
-                f"collected (timed out or lemlist unreachable); their ids are in "
-                f"{summary.csv_path or summary.jsonl_path} and in the ledger"
-            )
+        failure = self._failure(summary, outcomes)
+        if failure is not None:
+            failure.summary = summary  # type: ignore[attr-defined]  # every row is exported
+            raise failure
         return summary
+
+    def _failure(
+        self, summary: PipelineSummary, outcomes: dict[str, Outcome]
+    ) -> LemlistError | None:
+        """Why the run must end Failed although every row is exported: it stopped starting,
+        or some started enrichments could not be collected (their ids are kept)."""
+        if self.halt.error is not None:
+            return self._stopped_error(summary)
+        pending = sum(o.status in ("timed_out", "not_collected") for o in outcomes.values())
+        if not pending:
+            return None
+        return EnrichmentsNotCollectedError(
+            f"{pending} started enrichment{'s' if pending > 1 else ''} could not be collected "
+            f"(still running, or lemlist unreachable); their ids are in "
+            f"{summary.csv_path or summary.jsonl_path} and in the ledger"
+        )
 
     # ------------------------------------------------------------------ enrich and collect
 
