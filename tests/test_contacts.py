@@ -35,6 +35,7 @@ from starlette.routing import Route
 from prefect_lemlist import (
     Contact,
     ContactOptions,
+    EnrichmentsNotCollectedError,
     InsufficientCreditsError,
     LemlistClient,
     LemlistCredentials,

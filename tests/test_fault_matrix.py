@@ -28,7 +28,7 @@ import _fault_helpers as fh
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from prefect_lemlist import LemlistCredentials
+from prefect_lemlist import EnrichmentsNotCollectedError, LemlistCredentials
 from prefect_lemlist.flows import enrich_campaign
 from prefect_lemlist.pipeline import EnrichmentOptions, PipelineSummary
 from prefect_lemlist.pipeline.outcomes import STATUSES as OUTCOME_STATUSES
@@ -365,8 +365,11 @@ async def run_case(name: str, out_dir: Path) -> Outcome:
         )
         if state.is_failed():
             out.error = await _exception_of(state)
-            return out
-        out.summary = await state.result()
+            if getattr(out.error, "summary", None) is None:
+                return out
+            out.summary = out.error.summary  # ended Failed with every row exported
+        else:
+            out.summary = await state.result()
         out.rows = fh.read_csv(out.summary.csv_path)
         out.fates = {
             row["enrichment_id"]: sandbox.enrichment(row["enrichment_id"])
@@ -553,7 +556,12 @@ async def test_fault_matrix(scenarios, name):
     case = CASES[name]
     out = await outcome_of(scenarios, name)
     print("\n" + report_row(out, case.fault, case.how))
-    assert out.error is None, f"the run failed: {out.error!r}"
+    if case.knobs.get("enrichment_never_finish_rate"):
+        # enrichments still running at the collect timeout: every row is exported with its
+        # enrichment id, and the run ends Failed (a re-run collects them)
+        assert isinstance(out.error, EnrichmentsNotCollectedError), repr(out.error)
+    else:
+        assert out.error is None, f"the run failed: {out.error!r}"
     assert_outcome(out, case)
     hit = [row for row in out.rows if not truthful(row, out.leads[row["lead_id"]])]
     if case.kind == "fate":  # the fault was really applied to some enrichments

@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from prefect_lemlist import InsufficientCreditsError, LemlistCredentials
+from prefect_lemlist import (
+    EnrichmentsNotCollectedError,
+    InsufficientCreditsError,
+    LemlistCredentials,
+)
 from prefect_lemlist.flows import enrich_campaign, enrich_leads
 from prefect_lemlist.pipeline import EnrichmentOptions
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
