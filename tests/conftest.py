@@ -25,3 +25,14 @@ def prefect_test_fixture():
     """Run every test against one throw-away Prefect API server (SQLite in a temp dir)."""
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _forget_team_lookups():
+    """Each test's sandboxes are new lemlist teams: a loopback port reused by a later sandbox
+    with the same default key must not inherit an earlier sandbox's team id (in real use a
+    key at a URL always belongs to one team, so the process caches it)."""
+    from prefect_lemlist.pipeline import start
+
+    start._teams.clear()
+    yield

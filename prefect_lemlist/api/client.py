@@ -616,8 +616,11 @@ class LemlistClient:
         """Back off before the next attempt, or raise (at once when work may have been done)."""
         error = _error_from_response(response, call.label)
         if call.starts_paid_work and error.delivery == "maybe_sent":
-            error.retryable = False
-            raise error
+            raise error.copy_with(
+                f"{error.message}: lemlist may have started the enrichment before this answer, "
+                "so it is not sent again (that could bill twice)",
+                retryable=False,
+            )
         if attempt >= self.max_attempts:
             raise error
         await self._backoff(attempt, call.label, f"HTTP {response.status_code}")
