@@ -71,7 +71,7 @@ class Halt:
         if isinstance(self.error, LemlistOutOfCreditsError):
             return "not started: the team ran out of credits (re-run after a top-up)"
         return (
-            "not started: lemlist could not be reached, nothing was sent (re-run the same "
+            "not started: lemlist could not be reached, so it was not sent (re-run the same "
             "command when it is reachable)"
         )
 
