@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     )
     from prefect_lemlist.api.exceptions import (
         ClaimedElsewhereError,
+        CredentialsError,
         EnrichmentInterruptedError,
         EnrichmentsNotCollectedError,
         EnrichmentTimeoutError,
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     )
     from prefect_lemlist.pipeline.options import (
         ContactOptions,
-        CredentialsError,
         EnrichmentOptions,
         WebhookSettings,
     )
@@ -97,7 +97,7 @@ _EXPORTS: dict[str, str] = {
     "Workflow": "prefect_lemlist.api.workflows",
     "LemlistCredentials": "prefect_lemlist.credentials",
     "ContactOptions": "prefect_lemlist.pipeline.options",
-    "CredentialsError": "prefect_lemlist.pipeline.options",
+    "CredentialsError": "prefect_lemlist.api.exceptions",
     "EnrichmentOptions": "prefect_lemlist.pipeline.options",
     "WebhookSettings": "prefect_lemlist.pipeline.options",
     "PipelineSummary": "prefect_lemlist.pipeline.report",

@@ -7,6 +7,24 @@ can have reached lemlist (`not_sent`, `maybe_sent`, `answered`). The client sets
 where it is known; the ledger, the tasks and the report read only that field. None of them ever
 contains the API key: messages are built from the method, the path (never the query string) and
 the response body.
+
+The tree (every class is importable from `prefect_lemlist`):
+
+    LemlistError                      anything prefect-lemlist raises on purpose
+    ├── LemlistAuthError              401 / 403: the key was refused (latched by the client)
+    ├── LemlistNotFoundError          404: lead, contact, enrichment or campaign
+    ├── LemlistRateLimitError         still 429 after the client's wait budget
+    ├── LemlistServerError            5xx, or the exchange broke after the request was sent
+    │   └── LemlistUnreachableError   nothing reached lemlist (refused, DNS, TLS): not_sent
+    ├── LemlistResponseError          a 2xx whose body is not the documented JSON
+    ├── LemlistOutOfCreditsError      lemlist refused a start for want of credits
+    ├── InsufficientCreditsError      the run could cost more than allowed (nothing spent)
+    ├── EnrichmentTimeoutError        `wait_for_enrichment` ran out of time (carries the id)
+    ├── EnrichmentInterruptedError    an earlier start of this person lost its answer
+    ├── EnrichmentsNotCollectedError  a flow started enrichments it could not collect
+    ├── ClaimedElsewhereError         another run is sending this start right now
+    ├── CredentialsError              no usable credentials (also a ValueError)
+    └── LedgerError                   the ledger's storage cannot be used
 """
 
 from __future__ import annotations
@@ -250,6 +268,14 @@ class ClaimedElsewhereError(LemlistError):
     retryable = True
     delivery: Delivery = "not_sent"
     permanent = False
+
+
+class CredentialsError(LemlistError, ValueError):
+    """No usable credentials (unknown block, no key in the environment, bad base URL)."""
+
+    delivery: Delivery = "not_sent"
+    permanent = False
+    hint = "save a block with `prefect-lemlist save-credentials NAME`, or set LEMLIST_API_KEY"
 
 
 class LedgerError(LemlistError):

@@ -9,7 +9,7 @@ from typing import Literal
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from prefect_lemlist.api.exceptions import LemlistError
+from prefect_lemlist.api.exceptions import CredentialsError
 from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.api.workflows import Workflow, option_text
 from prefect_lemlist.credentials import LemlistCredentials
@@ -129,12 +129,6 @@ class ContactOptions(_RunOptions):
 
 
 RunOptions = EnrichmentOptions | ContactOptions
-
-
-class CredentialsError(LemlistError, ValueError):
-    """No usable credentials (unknown block, no key in the environment, bad base URL)."""
-
-    hint = "save a block with `prefect-lemlist save-credentials NAME`, or set LEMLIST_API_KEY"
 
 
 async def resolve_credentials(block: LemlistCredentials | str | None) -> LemlistCredentials:
