@@ -5,15 +5,22 @@ Guarantees per backend (docs/architecture.md has the table):
   place) and an atomic exclusive create (`os.link`), across processes of one machine, or of
   several machines sharing the directory over a file system that implements `link` atomically.
 - `FsspecStorage`: one object per record on a `RemoteFileSystem` block. Its exclusive create is
-  atomic only where the store offers a conditional write (`atomic_create`); elsewhere it is a
-  check-then-write, said once in the run log and in the dry run.
+  atomic where the store offers a conditional write: S3 through s3fs >= 2024.12 (`PUT` with
+  `If-None-Match: *`) and Google Cloud Storage through gcsfs >= 2024.12 (`ifGenerationMatch=0`),
+  checked once per process and store (`check_atomic_create`: a store that ignores the
+  condition, as some S3-compatible ones do, is found out). Elsewhere it is a check-then-write,
+  said once in the run log and in the dry run (`atomic_create` is False).
 """
 
 from __future__ import annotations
 
+import errno
+import inspect
 import os
 import posixpath
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -146,11 +153,61 @@ def _write_temporary(path: Path, data: bytes) -> Path:
     return Path(name)
 
 
+CONDITIONAL_CREATE_PACKAGES = frozenset({"s3fs", "gcsfs"})
+"""The fsspec implementations whose `pipe_file(path, data, mode="create")` is a conditional write
+done by the store itself (fsspec's generic `mode="create"` is an exists-then-write): s3fs sends
+`If-None-Match: *` and gcsfs `ifGenerationMatch=0`; both raise `FileExistsError` when the object
+exists (s3fs on a 412 `PreconditionFailed` naming that condition, gcsfs on any 412)."""
+
+PROBE_DIR = ".lemlist-ledger-probes"
+"""Where `FsspecStorage.check_atomic_create` writes (and removes) its probe objects."""
+
+_CONFLICT_RETRIES = 4
+_UNSUPPORTED_ERRNOS = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
+_probed: dict[tuple[Any, str], bool] = {}  # (file system, base path) -> create refuses a second
+
+
+def has_conditional_create(fs: Any) -> bool:
+    """Whether `fs` writes `mode="create"` as a conditional write of the store (s3fs, gcsfs of
+    2024.12 or later), not as fsspec's generic exists-then-write."""
+    owner = next((c for c in type(fs).__mro__ if "_pipe_file" in vars(c)), None)
+    if owner is None or owner.__module__.split(".")[0] not in CONDITIONAL_CREATE_PACKAGES:
+        return False
+    try:
+        return "mode" in inspect.signature(owner._pipe_file).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _refusal(exc: OSError) -> str | None:
+    """What a failed conditional write says: `exists` (412), `conflict` (409: another write of
+    the same object is under way; S3 asks to retry), or None (another error).
+
+    s3fs raises `FileExistsError` on a 412 only when the answer names the `If-None-Match`
+    condition; the status of the store's answer (the error's cause) is read for the rest.
+    """
+    if isinstance(exc, FileExistsError):
+        return "exists"
+    response = getattr(exc.__cause__, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code == "PreconditionFailed" or status == 412:
+        return "exists"
+    if code in ("ConditionalRequestConflict", "OperationAborted") or status == 409:
+        return "conflict"
+    return None
+
+
 class FsspecStorage:
     """Records on a `RemoteFileSystem` block's fsspec file system (`s3://`, `gs://`, …).
 
-    Object stores write each object atomically; `create` is atomic where the store offers a
-    conditional write (`atomic_create`), a check-then-write elsewhere.
+    Object stores write each object atomically. `create` is the store's own conditional write
+    where it has one (S3 through s3fs, GCS through gcsfs): of two racing creates, on any number
+    of machines, exactly one wins. `atomic_create` says so once `check_atomic_create` has seen
+    the store refuse a second create of one object (`default_storage` and the first `create`
+    check it); elsewhere `create` is a check-then-write and `atomic_create` stays False.
 
     Args:
         block: the file-system block.
@@ -162,13 +219,81 @@ class FsspecStorage:
         self.fs: Any = block.filesystem
         self.base = block.basepath.rstrip("/")
         self.location = self.base
-        self.atomic_create = False
+        self.conditional_create = has_conditional_create(self.fs)
+        self.atomic_create = _probed.get(self._probe_key(), False)
 
     def __repr__(self) -> str:
         return f"FsspecStorage({self.base!r})"
 
     def _path(self, name: str) -> str:
         return f"{self.base}/{name}"
+
+    def _probe_key(self) -> tuple[Any, str]:
+        try:
+            hash(self.fs)  # fsspec file systems hash and compare by their options
+        except TypeError:
+            return (id(self.fs), self.base)
+        return (self.fs, self.base)
+
+    async def check_atomic_create(self) -> bool:
+        """Whether `create` is atomic on this store: once per process and store, a probe object
+        is created twice with the store's conditional write, and the second must be refused.
+
+        Some S3-compatible stores ignore `If-None-Match` (a plain overwrite), and gcsfs writes
+        zonal buckets without the condition: `create` is then a check-then-write.
+
+        Returns:
+            The new `atomic_create`.
+        """
+        if not self.conditional_create:
+            return False
+        key = self._probe_key()
+        if key not in _probed:
+            _probed[key] = await anyio.to_thread.run_sync(self._probe)
+        self.atomic_create = _probed[key]
+        return self.atomic_create
+
+    def _probe(self) -> bool:
+        path = self._path(f"{PROBE_DIR}/atomic-create-{uuid.uuid4().hex}")
+        try:
+            return self._create_if_absent(path, b"1") and not self._create_if_absent(path, b"2")
+        except NotImplementedError:
+            return False  # no conditional write after all
+        except OSError as exc:
+            if exc.errno in _UNSUPPORTED_ERRNOS:
+                return False  # the store refuses the condition (400, 501)
+            raise
+        finally:
+            self._remove(path)
+
+    def _create_if_absent(self, path: str, data: bytes) -> bool:
+        """The store's conditional write; False when the object exists (or another write of
+        it is still under way after a few retries: the claim is held elsewhere)."""
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+                return True
+            except OSError as exc:
+                refusal = _refusal(exc)
+                if refusal is None:
+                    raise
+                if refusal == "exists" or attempt == _CONFLICT_RETRIES:
+                    return False
+            time.sleep(0.05 * 2**attempt)
+        return False
+
+    def _check_then_write(self, path: str, data: bytes) -> bool:
+        """Write unless the object exists (not atomic: two racing writers may both win)."""
+        if self.fs.exists(path):
+            return False
+        self.fs.pipe_file(path, data)
+        return True
+
+    def _remove(self, path: str) -> None:
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
 
     async def read_many(self, names: list[str]) -> dict[str, bytes]:
         """Read the existing objects of `names`."""
@@ -185,15 +310,12 @@ class FsspecStorage:
         return await anyio.to_thread.run_sync(read)
 
     async def create(self, name: str, data: bytes) -> bool:
-        """Write unless it exists."""
-
-        def create() -> bool:
-            if self.fs.exists(self._path(name)):
-                return False
-            self.fs.pipe_file(self._path(name), data)
-            return True
-
-        return await anyio.to_thread.run_sync(create)
+        """Write unless it exists: the store's conditional write when `atomic_create` (checked
+        on the first call), else a check-then-write."""
+        if self.conditional_create and self._probe_key() not in _probed:
+            await self.check_atomic_create()
+        write = self._create_if_absent if self.atomic_create else self._check_then_write
+        return await anyio.to_thread.run_sync(write, self._path(name), data)
 
     async def replace(self, name: str, data: bytes) -> None:
         """Write the object."""
@@ -242,7 +364,8 @@ async def default_storage() -> LedgerStorage:
 
     1. the directory named by `LEMLIST_LEDGER_DIR`;
     2. Prefect's result storage when one is configured (`PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK`
-       or the server's default result storage): shared by every worker that uses it;
+       or the server's default result storage): shared by every worker that uses it (on a
+       `RemoteFileSystem`, whether its create is atomic is checked here, once per process);
     3. `user_ledger_dir()`: shared by every process of this user on this machine, whatever its
        `PREFECT_HOME` (Prefect's own default, `$PREFECT_HOME/storage`, is not).
 
@@ -258,7 +381,9 @@ async def default_storage() -> LedgerStorage:
     if isinstance(storage, LocalFileSystem):
         return LocalDirectoryStorage(_absolute(storage.basepath or "."), shared=True)
     if isinstance(storage, RemoteFileSystem):
-        return FsspecStorage(storage)
+        remote = FsspecStorage(storage)
+        await remote.check_atomic_create()  # the plan line and the dry run tell it
+        return remote
     raise LedgerError(f"the enrichment ledger cannot use a {type(storage).__name__} result storage")
 
 
@@ -277,8 +402,8 @@ def _is_prefect_default(storage: Any) -> bool:
 
 NOT_ATOMIC_WARNING = (
     "the ledger's storage (%s) has no atomic create: two workers starting the same item within "
-    "milliseconds of each other are not excluded (use a local directory, or S3 through s3fs, "
-    "whose conditional writes are atomic)"
+    "milliseconds of each other are not excluded (use a local directory, or S3 or GCS through "
+    "s3fs or gcsfs >= 2024.12, whose conditional writes are atomic)"
 )
 
 
