@@ -323,7 +323,8 @@ def _failures(tmp: Path) -> dict[str, Failure]:
         "nothing-listens-at-base-url": Failure(
             ["enrich-campaign", "{campaign}"],
             1,
-            ("127.0.0.1:9",),
+            ("127.0.0.1:9", "not sent"),
+            "re-run the same command when lemlist is reachable",
             env={"LEMLIST_BASE_URL": "http://127.0.0.1:9/api"},
             max_seconds=15.0,
         ),
