@@ -80,7 +80,50 @@ def after_failure(exc: BaseException) -> Item | None:
     return new_item(LedgerState.ANSWERED, answer=answer)
 
 
-class LeadClaim:
+class _Claim:
+    """What both claims share: the record they write right before their request leaves."""
+
+    def __init__(
+        self,
+        storage: LedgerStorage,
+        name: str,
+        keys: list[str],
+        replace: bool,
+        version: str | None,
+    ) -> None:
+        self._storage = storage
+        self._name = name
+        self._keys = keys
+        self._replace = replace
+        self._version = version
+        self._sent = False
+
+    async def sending(self) -> None:
+        """Record that the start request is about to leave (it may start paid work).
+
+        Raises:
+            ClaimedElsewhereError: another run holds this start (nothing is sent).
+        """
+        if self._sent:
+            return  # a retry of the same request (after a 500, 503 or 429): already claimed
+        owner = this_process()
+        record = Record(
+            items={key: new_item(LedgerState.STARTING, owner=owner) for key in self._keys}
+        )
+        await write_claim(
+            self._storage, self._name, record, replace=self._replace, version=self._version
+        )
+        self._sent = True
+
+    async def _write(self, items: dict[str, Item] | None) -> None:
+        """Replace the claim's record with `items`, or delete it (None: nothing started)."""
+        if items is None:
+            await self._storage.delete(self._name)  # a later run may send it
+        else:
+            await self._storage.replace(self._name, encode(Record(items=items)))
+
+
+class LeadClaim(_Claim):
     """The claim on one lead's start: see `Ledger.claim_lead`.
 
     Args:
@@ -94,27 +137,8 @@ class LeadClaim:
     def __init__(
         self, storage: LedgerStorage, name: str, lead_id: str, replace: bool, version: str | None
     ) -> None:
-        self._storage = storage
-        self._name = name
-        self._key = lead_id
-        self._replace = replace
-        self._version = version
-        self._sent = False
+        super().__init__(storage, name, [lead_id], replace, version)
         self._item: Item | None = None
-
-    async def sending(self) -> None:
-        """Record that the start request is about to leave (it may start paid work).
-
-        Raises:
-            ClaimedElsewhereError: another run holds this start (nothing is sent).
-        """
-        if self._sent:
-            return  # a retry of the same request (after a 500, 503 or 429): already claimed
-        record = Record(items={self._key: new_item(LedgerState.STARTING, owner=this_process())})
-        await write_claim(
-            self._storage, self._name, record, replace=self._replace, version=self._version
-        )
-        self._sent = True
 
     def started(self, enrichment_id: str) -> None:
         """lemlist accepted the start."""
@@ -131,13 +155,10 @@ class LeadClaim:
         if not self._sent:
             return  # nothing left: nothing to record
         item = self._item if exc is None else after_failure(exc)
-        if item is None:
-            await self._storage.delete(self._name)  # nothing started: a later run may send it
-        else:
-            await self._storage.replace(self._name, encode(Record(items={self._key: item})))
+        await self._write(None if item is None else {self._keys[0]: item})
 
 
-class ChunkClaim:
+class ChunkClaim(_Claim):
     """The claim on one bulk request: see `Ledger.claim_chunk`.
 
     Args:
@@ -156,30 +177,8 @@ class ChunkClaim:
         replace: bool,
         version: str | None,
     ) -> None:
-        self._storage = storage
-        self._name = name
-        self._keys = keys
-        self._replace = replace
-        self._version = version
-        self._sent = False
+        super().__init__(storage, name, keys, replace, version)
         self._items: dict[str, Item] | None = None
-
-    async def sending(self) -> None:
-        """Record that the bulk request is about to leave.
-
-        Raises:
-            ClaimedElsewhereError: another run holds this chunk (nothing is sent).
-        """
-        if self._sent:
-            return  # a retry of the same request (after a 500, 503 or 429): already claimed
-        owner = this_process()
-        record = Record(
-            items={key: new_item(LedgerState.STARTING, owner=owner) for key in self._keys}
-        )
-        await write_claim(
-            self._storage, self._name, record, replace=self._replace, version=self._version
-        )
-        self._sent = True
 
     def answered(self, started: Mapping[str, str], refused: Mapping[str, RecordedAnswer]) -> None:
         """lemlist's per-item answers: enrichment ids, and refusals that started nothing."""
@@ -198,13 +197,9 @@ class ChunkClaim:
         if not self._sent:
             return
         if exc is None and self._items is not None:
-            await self._storage.replace(self._name, encode(Record(items=self._items)))
+            await self._write(self._items)
             return
+        # every person of the chunk shares the request's fate: `starting` (held by no one now),
+        # the whole request's permanent refusal, or nothing (not sent)
         item = after_failure(exc) if exc is not None else new_item(LedgerState.STARTING)
-        if item is None:
-            await self._storage.delete(self._name)
-            return
-        # every person of the chunk shares the request's fate (`starting`: held by no one now,
-        # or the whole request's permanent refusal)
-        record = Record(items={key: item for key in self._keys})
-        await self._storage.replace(self._name, encode(record))
+        await self._write(None if item is None else dict.fromkeys(self._keys, item))
