@@ -101,6 +101,7 @@ _CHECKS = (
     ("ruff: style, bugs, complexity <= 10", ["ruff", "check", "--quiet", "."]),
     ("ruff format", ["ruff", "format", "--check", "--quiet", "."]),
     ("import-linter: layers, no cycles", ["lint-imports", "--no-cache"]),
+    ("mypy: types", ["mypy"]),
 )
 
 

@@ -195,9 +195,7 @@ def main() -> None:
     Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     if "PREFECT_HOME" not in os.environ:
         os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="lemlist-bench-")
-    os.environ.setdefault(
-        "LEMLIST_LEDGER_DIR", os.path.join(os.environ["PREFECT_HOME"], "ledger")
-    )
+    os.environ.setdefault("LEMLIST_LEDGER_DIR", os.path.join(os.environ["PREFECT_HOME"], "ledger"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

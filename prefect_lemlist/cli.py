@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from prefect_lemlist.api.workflows import WORKFLOWS
 
@@ -235,7 +235,7 @@ def _flow_options(parser: argparse.ArgumentParser, *, leads: bool) -> None:
 # ----------------------------------------------------------------------------- flow runs
 
 
-def _options(args: argparse.Namespace, cls: type) -> Any:
+def _options(args: argparse.Namespace, cls: type[BaseModel]) -> Any:
     """The flow's options from the flags (unset flags keep the defaults)."""
     names = {row.option: row.option for row in WORKFLOWS.values()} | {
         "max_credits": "max_credits",

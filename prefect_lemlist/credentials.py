@@ -49,9 +49,11 @@ class LemlistCredentials(CredentialsBlock):
     """
 
     _block_type_name = "Lemlist Credentials"
-    _logo_url = "https://www.lemlist.com/favicon-256x256.png"
+    # Block annotates these two `HttpUrl | None` but accepts plain strings (it validates them when
+    # registering the block type); they stay `str` so code reading them gets a string.
+    _logo_url = "https://www.lemlist.com/favicon-256x256.png"  # type: ignore[assignment]
     _documentation_url = (
-        "https://developer.lemlist.com/api-reference/getting-started/authentication"
+        "https://developer.lemlist.com/api-reference/getting-started/authentication"  # type: ignore[assignment]
     )
     _description = "Credentials (API key and base URL) for lemlist's lead-enrichment API."
     _code_example = _CODE_EXAMPLE

@@ -101,6 +101,8 @@ class PrefectServer:
                 in the message).
         """
         log_path = self._spawn()
+        process = self.process
+        assert process is not None  # set by _spawn
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2.0) as client:
             while True:
@@ -109,9 +111,9 @@ class PrefectServer:
                         return
                 except httpx.TransportError:
                     pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.process.kill()
-                    self.process.wait(10)
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    process.wait(10)
                     raise RuntimeError(
                         f"prefect server did not start:\n{log_path.read_text()[-3000:]}"
                     )

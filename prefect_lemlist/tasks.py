@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard, get_args
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -40,6 +40,7 @@ from prefect_lemlist.api.models import (
     Enrichment,
     EnrichmentFlags,
     EnrichmentStart,
+    SkipReason,
 )
 from prefect_lemlist.api.validation import LeadId
 from prefect_lemlist.credentials import LemlistCredentials
@@ -163,11 +164,16 @@ def _recorded_lead_result(lead: LeadId, recall: Recall | None) -> EnrichLeadResu
     if enrichment_id:
         return EnrichLeadResult(lead_id=lead, enrichment_id=enrichment_id)
     answer = recall.answer
-    if answer is not None and answer.skip_reason in ("ALREADY_ENRICHED", "IN_PROGRESS"):
+    if answer is not None and _is_skip_reason(answer.skip_reason):
         return EnrichLeadResult(lead_id=lead, skipped=True, skip_reason=answer.skip_reason)
     if answer is not None:
         raise _refusal(answer)
     return None
+
+
+def _is_skip_reason(value: str | None) -> TypeGuard[SkipReason]:
+    """Whether a recorded answer's `skip_reason` is one of lemlist's 409 skips."""
+    return value in get_args(SkipReason)
 
 
 def _refusal(answer: RecordedAnswer) -> LemlistError:

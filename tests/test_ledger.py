@@ -18,7 +18,6 @@ from prefect.filesystems import RemoteFileSystem
 
 from prefect_lemlist import EnrichmentOptions, LemlistCredentials
 from prefect_lemlist.api.exceptions import (
-    LemlistError,
     LemlistResponseError,
     LemlistServerError,
     LemlistUnreachableError,
@@ -27,7 +26,6 @@ from prefect_lemlist.api.exceptions import (
 from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.flows import enrich_leads
 from prefect_lemlist.local_api import PrefectServer
-from prefect_lemlist.pipeline.ledger import records as ledger_records
 from prefect_lemlist.pipeline.ledger import (
     ClaimedElsewhereError,
     FsspecStorage,
@@ -36,6 +34,7 @@ from prefect_lemlist.pipeline.ledger import (
     RecordedAnswer,
     account_key,
 )
+from prefect_lemlist.pipeline.ledger import records as ledger_records
 from prefect_lemlist.pipeline.start import team_ledger
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 

@@ -354,7 +354,9 @@ async def test_api_key_never_leaks(tmp_path, caplog, monkeypatch):
     assert found["logs"] > 20 and found["our_logs"] > 0, found
     assert found["artifacts"] >= 6 and found["task_runs"] >= 5, found
     home = Path(os.environ["PREFECT_HOME"])
-    ledger_records = list((home / "storage" / "lemlist-ledger").rglob("*.json"))
+    ledger = Path(os.environ["LEMLIST_LEDGER_DIR"])  # tests/conftest.py: inside PREFECT_HOME
+    assert ledger.is_relative_to(home)  # so the scan of PREFECT_HOME read the ledger too
+    ledger_records = list((ledger / "lemlist-ledger").rglob("*.json"))
     assert len(ledger_records) >= 10, "no ledger record was written"
     assert files > 10 and len(list(out.iterdir())) == 6
     assert "caplog" in scanners[key].scanned and len(caplog.records) > 100

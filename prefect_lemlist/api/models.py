@@ -344,7 +344,7 @@ class LeadByEmail(BaseModel):
         campaign = _obj(item.get("campaign"))
         try:
             return cls(
-                lead_id=item.get("_id"),
+                lead_id=LeadId(item.get("_id")),
                 campaign_id=_str(campaign.get("id")) or _str(item.get("campaignId")),
                 campaign_name=_str(campaign.get("name")),
                 updated_at=_str(item.get("updatedAt")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import TypeVar
@@ -27,5 +28,6 @@ async def interruptible(work: Awaitable[T]) -> T | State:
         task = asyncio.current_task()
         if not CANCEL_IS_INTERRUPT.get() or task is None:
             raise
-        task.uncancel()
+        if sys.version_info >= (3, 11):  # 3.10 has no cancellation count to undo
+            task.uncancel()
         return Cancelled(message=INTERRUPTED)

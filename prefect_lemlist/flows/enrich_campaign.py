@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prefect import flow
 
 from prefect_lemlist.api.validation import CampaignId, LeadId
@@ -41,7 +43,7 @@ async def enrich_campaign(
         InsufficientCreditsError: the run could cost more than allowed (nothing spent).
         LemlistError: lemlist refused the export, the credit check, or the key mid-run.
     """
-    return await interruptible(
+    return await interruptible(  # type: ignore[return-value]  # Cancelled: Prefect ends the run with it
         _enrich_campaign(campaign_id, credentials_block, state, options, lead_ids)
     )
 
@@ -71,9 +73,9 @@ async def _enrich_campaign(
         return await run.execute(worklist, LeadDoor(options), recalls)
 
 
-def _valid_ids(values: object) -> list[str]:
-    valid = []
-    for value in values:  # type: ignore[attr-defined]
+def _valid_ids(values: Iterable[object]) -> list[str]:
+    valid: list[str] = []
+    for value in values:
         try:
             valid.append(LeadId(value))
         except ValueError:

@@ -48,7 +48,7 @@ async def enrich_contacts(
         ValueError: not exactly one input, an unreadable file, or missing credentials.
         InsufficientCreditsError: the run could cost more than allowed (nothing spent).
     """
-    return await interruptible(_enrich_contacts(path, contacts, credentials_block, options))
+    return await interruptible(_enrich_contacts(path, contacts, credentials_block, options))  # type: ignore[return-value]  # Cancelled: Prefect ends the run with it
 
 
 async def _enrich_contacts(

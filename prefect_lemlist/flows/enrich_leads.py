@@ -52,7 +52,7 @@ async def enrich_leads(
             any request).
         InsufficientCreditsError: the run could cost more than allowed (nothing spent).
     """
-    return await interruptible(
+    return await interruptible(  # type: ignore[return-value]  # Cancelled: Prefect ends the run with it
         _enrich_leads(lead_ids, csv_path, credentials_block, options, emails)
     )
 

@@ -131,8 +131,9 @@ def _jsonl(text: str, path: Path) -> Table:
             continue
         try:
             record = json.loads(raw)
-        except ValueError as exc:
-            rows.append(RawRow(line, {}, f"not valid JSON ({exc.msg})"))
+        except ValueError as exc:  # a JSONDecodeError, or e.g. an integer too long to convert
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            rows.append(RawRow(line, {}, f"not valid JSON ({reason})"))
             continue
         if not isinstance(record, dict):
             rows.append(RawRow(line, {}, f"not a JSON object ({type(record).__name__})"))

@@ -7,7 +7,7 @@ import os
 from typing import Literal
 
 from prefect.exceptions import ObjectNotFound
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from prefect_lemlist.api.exceptions import CredentialsError
 from prefect_lemlist.api.models import EnrichmentFlags
@@ -15,6 +15,10 @@ from prefect_lemlist.api.workflows import Workflow, option_text
 from prefect_lemlist.credentials import LemlistCredentials
 
 OutputFormat = Literal["csv", "jsonl", "parquet"]
+
+
+def _default_formats() -> list[OutputFormat]:
+    return ["csv", "jsonl"]
 
 
 class WebhookSettings(BaseModel):
@@ -93,7 +97,7 @@ class _RunOptions(BaseModel):
         description="Export file name without extension (default: the input and a timestamp).",
     )
     formats: list[OutputFormat] = Field(
-        default_factory=lambda: ["csv", "jsonl"],
+        default_factory=_default_formats,
         min_length=1,
         description="Export formats (parquet needs `pip install prefect-lemlist[parquet]`).",
     )
@@ -157,7 +161,7 @@ async def resolve_credentials(block: LemlistCredentials | str | None) -> Lemlist
     base_url = os.environ.get("LEMLIST_BASE_URL", "").strip()
     try:
         if base_url:
-            return LemlistCredentials(api_key=api_key, base_url=base_url)
-        return LemlistCredentials(api_key=api_key)
+            return LemlistCredentials(api_key=SecretStr(api_key), base_url=base_url)
+        return LemlistCredentials(api_key=SecretStr(api_key))
     except ValidationError as exc:
         raise CredentialsError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None

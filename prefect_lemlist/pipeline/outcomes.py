@@ -94,7 +94,7 @@ def result_columns(flags: EnrichmentFlags) -> list[str]:
 def outcome_of(collected: Collected, flags: EnrichmentFlags) -> Outcome:
     """The outcome of a collected enrichment."""
     if collected.kind != "finished" or collected.enrichment is None:
-        status = "failed" if collected.kind == "failed" else collected.kind
+        status = "failed" if collected.kind == "finished" else collected.kind
         return Outcome(status=status, enrichment_id=collected.enrichment_id, error=collected.error)
     return outcome_of_enrichment(collected.enrichment, flags, collected.source)
 

@@ -48,6 +48,7 @@ from prefect_lemlist.pipeline.outcomes import (
     count_by_status,
     outcome_of,
 )
+from prefect_lemlist.pipeline.plan import FrontDoor as DoorName
 from prefect_lemlist.pipeline.plan import Plan, credit_refusal, make_plan
 from prefect_lemlist.pipeline.report import (
     ROWS_IN_RESULT,
@@ -77,7 +78,7 @@ ELSEWHERE_NOTE = "started by another run at the same time; collected here"
 class FrontDoor(Protocol):
     """How one kind of item is recalled from the ledger and started."""
 
-    name: str
+    name: DoorName
     batch_size: int
 
     async def recall(self, ledger: Ledger, keys: list[str]) -> dict[str, Recall]:
@@ -92,7 +93,7 @@ class FrontDoor(Protocol):
 class LeadDoor:
     """Leads: `POST /leads/{id}/enrich`, `batch_size` leads per task run."""
 
-    name = "leads"
+    name: DoorName = "leads"
 
     def __init__(self, options: EnrichmentOptions) -> None:
         self.batch_size = options.batch_size
@@ -113,7 +114,7 @@ class LeadDoor:
 class ContactDoor:
     """People: `POST /v2/enrichments/bulk`, `bulk_size` people per request and task run."""
 
-    name = "contacts"
+    name: DoorName = "contacts"
 
     def __init__(self, options: ContactOptions) -> None:
         self.batch_size = options.bulk_size

@@ -153,6 +153,7 @@ def lead_file_worklist(table: Table, path: str | Path) -> Worklist:
                 _id_row(raw.line, raw.values, str(raw.values.get(id_column) or "").strip())
             )
         else:
+            assert email_column is not None  # no id column: there is an email one (checked above)
             worklist.add(_email_row(raw.line, raw.values, raw.values.get(email_column)))
     return worklist
 

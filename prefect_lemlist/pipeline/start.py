@@ -32,7 +32,7 @@ from prefect_lemlist.pipeline.ledger import (
     account_key,
     default_storage,
 )
-from prefect_lemlist.pipeline.outcomes import Outcome
+from prefect_lemlist.pipeline.outcomes import Outcome, Status
 
 LEADS_IN_FLIGHT = 20
 STOP_GRACE_SECONDS = 5.0
@@ -258,6 +258,7 @@ INTERRUPTED_NOTE = (
 
 def _skip_outcome(result: EnrichLeadResult, interrupted: bool) -> Outcome:
     """A 409: lemlist started nothing (and, after an interruption, says so in the note)."""
+    status: Status
     if result.skip_reason == "ALREADY_ENRICHED":
         status, what = "skipped_already_enriched", "the contact is already enriched"
     else:

@@ -232,8 +232,12 @@ class FaultProxy:
     def stats(self) -> ProxyStats:
         """A snapshot of the counters and of the listening state."""
         with self._lock:
-            counts = [self._counts[name] for name in ("requests_seen", "forwarded")]
-            return ProxyStats(*counts, Counter(self._faulted), self._server is not None)
+            return ProxyStats(
+                self._counts["requests_seen"],
+                self._counts["forwarded"],
+                Counter(self._faulted),
+                self._server is not None,
+            )
 
     def start(self) -> FaultProxy:
         """Start the event loop thread and listen; returns the proxy itself.

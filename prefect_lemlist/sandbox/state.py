@@ -1140,7 +1140,9 @@ class SandboxState:
             )
             return Reply(200, {"id": enrichment.enrichment_id})
 
-    def _workflows_to_run(self, contact: Contact, requested: list[str], force: bool) -> list[str]:
+    def _workflows_to_run(
+        self, contact: Contact, requested: Sequence[str], force: bool
+    ) -> list[str]:
         """Drop the requested workflows lemlist would skip."""
         key = self._input_key(contact)
         cid = contact.contact_id

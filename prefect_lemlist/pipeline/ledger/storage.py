@@ -174,7 +174,7 @@ def has_conditional_create(fs: Any) -> bool:
     if owner is None or owner.__module__.split(".")[0] not in CONDITIONAL_CREATE_PACKAGES:
         return False
     try:
-        return "mode" in inspect.signature(owner._pipe_file).parameters
+        return "mode" in inspect.signature(vars(owner)["_pipe_file"]).parameters
     except (TypeError, ValueError):
         return False
 
