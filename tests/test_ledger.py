@@ -372,8 +372,11 @@ def flow_process(sandbox, server: PrefectServer, home: Path, csv_path: Path, out
     }
     env.pop("PREFECT_TEST_MODE", None)
     env.pop("PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK", None)
+    env.pop("LEMLIST_LEDGER_DIR", None)  # it would win over the storage block
     if shared:
         env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = "local-file-system/shared-ledger"
+    else:  # a home on its own storage
+        env["LEMLIST_LEDGER_DIR"] = str(home / "own-ledger")
     command = [sys.executable, "-m", "flows.enrich_leads", "--csv", str(csv_path)]
     command += ["--output-dir", str(out), "--collect-timeout", "60"]
     return subprocess.Popen(

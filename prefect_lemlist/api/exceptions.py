@@ -54,12 +54,15 @@ class LemlistError(Exception):
         hint: what a person can do about it, or None.
         delivery: whether the request can have reached lemlist (see `Delivery`).
         permanent: asking again would get the same answer (a 404, a 400): worth remembering.
+        summary: the flow's `PipelineSummary` when a flow ended Failed after exporting every
+            row (it stopped starting, or could not collect), else None.
     """
 
     retryable: bool = False
     hint: str | None = None
     delivery: Delivery = "answered"
     permanent: bool = True
+    summary: Any = None
 
     def __init__(
         self,

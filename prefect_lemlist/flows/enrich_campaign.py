@@ -11,7 +11,7 @@ from prefect_lemlist.credentials import LemlistCredentials
 from prefect_lemlist.flows._common import interruptible
 from prefect_lemlist.pipeline.options import EnrichmentOptions, resolve_credentials
 from prefect_lemlist.pipeline.report import PipelineSummary
-from prefect_lemlist.pipeline.run import EnrichmentRun, LeadDoor
+from prefect_lemlist.pipeline.run import EnrichmentRun, LeadStarter
 from prefect_lemlist.pipeline.selection import campaign_worklist
 
 DEFAULT_OPTIONS = EnrichmentOptions()
@@ -70,7 +70,7 @@ async def _enrich_campaign(
             started_before=recalls.keys(),
             only=only,
         )
-        return await run.execute(worklist, LeadDoor(options), recalls)
+        return await run.execute(worklist, LeadStarter(options), recalls)
 
 
 def _valid_ids(values: Iterable[object]) -> list[str]:

@@ -13,7 +13,7 @@ from prefect_lemlist.pipeline.contacts import contact_records, contacts_worklist
 from prefect_lemlist.pipeline.inputs import read_table
 from prefect_lemlist.pipeline.options import ContactOptions, resolve_credentials
 from prefect_lemlist.pipeline.report import PipelineSummary
-from prefect_lemlist.pipeline.run import ContactDoor, EnrichmentRun
+from prefect_lemlist.pipeline.run import EnrichmentRun, PeopleStarter
 from prefect_lemlist.pipeline.worklist import Source
 
 DEFAULT_OPTIONS = ContactOptions()
@@ -66,4 +66,4 @@ async def _enrich_contacts(
         worklist = contacts_worklist(contact_records(contacts or []), options.flags, source)
     credentials = await resolve_credentials(credentials_block)
     async with EnrichmentRun.open(credentials, options) as run:
-        return await run.execute(worklist, ContactDoor(options))
+        return await run.execute(worklist, PeopleStarter(options))

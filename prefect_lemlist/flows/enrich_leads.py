@@ -9,7 +9,7 @@ from prefect_lemlist.flows._common import interruptible
 from prefect_lemlist.pipeline.inputs import read_table
 from prefect_lemlist.pipeline.options import EnrichmentOptions, resolve_credentials
 from prefect_lemlist.pipeline.report import PipelineSummary
-from prefect_lemlist.pipeline.run import EnrichmentRun, LeadDoor
+from prefect_lemlist.pipeline.run import EnrichmentRun, LeadStarter
 from prefect_lemlist.pipeline.selection import (
     emails_worklist,
     lead_file_worklist,
@@ -68,7 +68,7 @@ async def _enrich_leads(
     credentials = await resolve_credentials(credentials_block)
     async with EnrichmentRun.open(credentials, options) as run:
         await resolve_emails(worklist, run.client)
-        return await run.execute(worklist, LeadDoor(options))
+        return await run.execute(worklist, LeadStarter(options))
 
 
 def _worklist(

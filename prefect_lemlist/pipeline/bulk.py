@@ -23,7 +23,6 @@ from prefect_lemlist.pipeline.start import (
     StartContext,
     finish_or_cancel,
     not_started,
-    stop_on,
 )
 
 ITEM_ERRORS = {
@@ -51,8 +50,8 @@ async def start_chunk(
     Returns:
         One answer per person, in order (never raises for lemlist's refusals).
     """
-    if context.halt.reason:
-        return [not_started(key, context.halt.reason) for key in keys]
+    if context.stop.not_started:
+        return [not_started(key, context.stop.not_started) for key in keys]
     try:
         claim = context.ledger.claim_chunk(keys, replace=context.force, recalled=recalled)
         async with claim:
@@ -73,7 +72,7 @@ async def start_chunk(
     except ClaimedElsewhereError:
         return [StartAnswer(key, elsewhere=True) for key in keys]
     except LemlistError as exc:
-        if stop_on(context, exc):
+        if context.stop.stop_for(exc):
             return [not_started(key, f"not started: {exc.message}") for key in keys]
         return [
             StartAnswer(key, outcome=Outcome(status="failed", error=exc.message)) for key in keys

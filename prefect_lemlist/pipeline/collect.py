@@ -154,6 +154,7 @@ class ResultCollector:
         self._polls_in_flight: set[asyncio.Task[None]] = set()
         self.unreachable_seconds = unreachable_seconds
         self._unreachable_since: float | None = None
+        self._abandoned: str | None = None
 
     @property
     def pending(self) -> int:
@@ -170,6 +171,11 @@ class ResultCollector:
                 an earlier run (it is polled at once).
         """
         if enrichment_id in self._pending or key in self.results:
+            return
+        if self._abandoned is not None:  # refused key: it cannot be read in this run
+            self.results[key] = Collected(
+                key, enrichment_id, "not_collected", error=self._abandoned, source="none"
+            )
             return
         now = time.monotonic()
         start = now if started_at is None else started_at
@@ -232,8 +238,10 @@ class ResultCollector:
         )
 
     def abandon(self, reason: str) -> None:
-        """Stop collecting for good: every pending enrichment ends `not_collected` with
-        `reason` (the key was refused; a later run with a working key collects them)."""
+        """Stop collecting for good: every pending enrichment, and any added later, ends
+        `not_collected` with `reason` (the key was refused; a later run with a working key
+        collects them)."""
+        self._abandoned = reason
         self.give_up(reason)
         self.close()
 

@@ -14,9 +14,8 @@ import time
 from prefect_lemlist.api.client import LemlistClient
 from prefect_lemlist.api.exceptions import LemlistError, LemlistOutOfCreditsError
 from prefect_lemlist.pipeline.collect import Collected
-from prefect_lemlist.pipeline.start import Halt
-
-CREDIT_CHECK_SECONDS = 5.0
+from prefect_lemlist.pipeline.stop import StopReason, StopSignal
+from prefect_lemlist.settings import lemlist_settings
 
 
 class CreditWatch:
@@ -26,24 +25,25 @@ class CreditWatch:
 
     Args:
         client: the run's client.
-        halt: the run's stop signal.
+        stop: the run's stop signal.
         price: the most one enrichment of the run can cost.
     """
 
-    def __init__(self, client: LemlistClient, halt: Halt, price: int) -> None:
+    def __init__(self, client: LemlistClient, stop: StopSignal, price: int) -> None:
         self._client = client
-        self._halt = halt
+        self._stop = stop
         self._price = price
-        self._last = -CREDIT_CHECK_SECONDS
+        self._every = lemlist_settings().credit_check_seconds
+        self._last = -self._every
         self._check: asyncio.Task[None] | None = None
 
     def on_result(self, collected: Collected) -> None:
         """Collector hook: look at the credits after a failed enrichment."""
         enrichment = collected.enrichment
-        if enrichment is None or enrichment.done or self._halt.error is not None:
+        if enrichment is None or enrichment.done or self._stop.stopped:
             return
         now = time.monotonic()
-        if (self._check is None or self._check.done()) and now - self._last >= CREDIT_CHECK_SECONDS:
+        if (self._check is None or self._check.done()) and now - self._last >= self._every:
             self._last = now
             self._check = asyncio.get_running_loop().create_task(self._read())
 
@@ -53,11 +53,12 @@ class CreditWatch:
         except LemlistError:
             return
         if credits < self._price:
-            self._halt.stop(
+            self._stop.stop(
+                StopReason.OUT_OF_CREDITS,
                 LemlistOutOfCreditsError(
                     f"lemlist ended enrichments with an error and the team has {credits:g} "
                     "credits left: it ran out of credits"
-                )
+                ),
             )
 
     async def settle(self) -> None:

@@ -3,7 +3,6 @@ credentials a run uses."""
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from prefect.exceptions import ObjectNotFound
@@ -13,6 +12,7 @@ from prefect_lemlist.api.exceptions import CredentialsError
 from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.api.workflows import Workflow, option_text
 from prefect_lemlist.credentials import LemlistCredentials
+from prefect_lemlist.settings import lemlist_settings
 
 OutputFormat = Literal["csv", "jsonl", "parquet"]
 
@@ -152,13 +152,14 @@ async def resolve_credentials(block: LemlistCredentials | str | None) -> Lemlist
             raise CredentialsError(
                 f"No LemlistCredentials block named {block!r} exists on this Prefect API"
             ) from None
-    api_key = os.environ.get("LEMLIST_API_KEY", "").strip()
+    settings = lemlist_settings()
+    api_key = settings.api_key.get_secret_value().strip() if settings.api_key else ""
     if not api_key:
         raise CredentialsError(
             "No lemlist credentials: pass credentials_block (a saved LemlistCredentials block) "
             "or set LEMLIST_API_KEY."
         )
-    base_url = os.environ.get("LEMLIST_BASE_URL", "").strip()
+    base_url = (settings.base_url or "").strip()
     try:
         if base_url:
             return LemlistCredentials(api_key=SecretStr(api_key), base_url=base_url)

@@ -15,7 +15,8 @@ from prefect_lemlist.pipeline.bulk import refusal_outcome
 from prefect_lemlist.pipeline.ledger import Recall
 from prefect_lemlist.pipeline.outcomes import Outcome
 
-FrontDoor = Literal["leads", "contacts"]
+ItemKind = Literal["leads", "contacts"]
+"""What a run enriches: leads (`POST /leads/{id}/enrich`) or people (bulk)."""
 
 
 @dataclass
@@ -55,7 +56,7 @@ def make_plan(
     flags: EnrichmentFlags,
     *,
     force: bool,
-    door: FrontDoor,
+    kind: ItemKind,
 ) -> Plan:
     """Split items by what earlier runs did (everything is started with `force`).
 
@@ -64,7 +65,7 @@ def make_plan(
         recalls: the ledger's recall of those items.
         flags: the requested workflows (for the cost).
         force: start everything again.
-        door: `leads` (an interrupted start is re-sent without force: lemlist refuses a second
+        kind: `leads` (an interrupted start is re-sent without force: lemlist refuses a second
             start of a contact) or `contacts` (never re-sent: lemlist does not deduplicate).
     """
     plan = Plan()
@@ -75,12 +76,12 @@ def make_plan(
             if recall is not None:
                 plan.recalled[key] = recall
             continue
-        _place(plan, key, recall, door)
+        _place(plan, key, recall, kind)
     plan.max_credit_cost = flags.max_credits_each() * len(plan.to_start)
     return plan
 
 
-def _place(plan: Plan, key: str, recall: Recall, door: FrontDoor) -> None:
+def _place(plan: Plan, key: str, recall: Recall, kind: ItemKind) -> None:
     if recall.outcome is not None:
         when = f"{recall.recorded_at:%Y-%m-%d %H:%M} UTC" if recall.recorded_at else "earlier"
         note = f"result recorded by an earlier run ({when}); --force enriches again"
@@ -91,7 +92,7 @@ def _place(plan: Plan, key: str, recall: Recall, door: FrontDoor) -> None:
         plan.decided[key] = _recorded_answer(recall)
     elif recall.in_flight:
         plan.elsewhere.append(key)
-    elif door == "leads":
+    elif kind == "leads":
         plan.to_start.append(key)
         plan.resend[key] = recall
         plan.recalled[key] = recall

@@ -1,15 +1,17 @@
 """The orchestration shared by every flow: plan → guard → start → collect → report → export.
 
-`EnrichmentRun` holds what one run uses (its open client, the team's ledger, the options) and
-`execute()` reads top to bottom. The two front doors differ only in how items are recalled and
-started (`LeadDoor`: `POST /leads/{id}/enrich`, 20 in flight; `ContactDoor`: bulk, 500 per
-request); everything else is the same engine.
+`EnrichmentRun` holds what every execution uses (its open client, the team's ledger, the
+options) and `execute()` reads top to bottom; what one execution learns lives in its own
+`RunState`, so a run can execute twice. The two kinds of items differ only in how they are
+recalled and started (`LeadStarter`: `POST /leads/{id}/enrich`, 20 in flight; `PeopleStarter`:
+bulk, 500 per request); everything else is the same engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -20,7 +22,6 @@ from prefect_lemlist.api.exceptions import (
     EnrichmentsNotCollectedError,
     InsufficientCreditsError,
     LemlistError,
-    LemlistOutOfCreditsError,
 )
 from prefect_lemlist.api.models import Contact
 from prefect_lemlist.credentials import LemlistCredentials
@@ -42,14 +43,8 @@ from prefect_lemlist.pipeline.ledger import (
     describe_storage,
 )
 from prefect_lemlist.pipeline.options import ContactOptions, EnrichmentOptions, RunOptions
-from prefect_lemlist.pipeline.outcomes import (
-    FINAL_STATUSES,
-    Outcome,
-    count_by_status,
-    outcome_of,
-)
-from prefect_lemlist.pipeline.plan import FrontDoor as DoorName
-from prefect_lemlist.pipeline.plan import Plan, credit_refusal, make_plan
+from prefect_lemlist.pipeline.outcomes import FINAL_STATUSES, Outcome, count_by_status
+from prefect_lemlist.pipeline.plan import ItemKind, Plan, credit_refusal, make_plan
 from prefect_lemlist.pipeline.report import (
     ROWS_IN_RESULT,
     TABLE_MAX_PAGES,
@@ -60,25 +55,26 @@ from prefect_lemlist.pipeline.report import (
     publish,
     run_log,
 )
+from prefect_lemlist.pipeline.run_state import RunState
 from prefect_lemlist.pipeline.start import (
-    Halt,
     StartAnswer,
     StartContext,
     not_started,
     start_lead_batch,
     team_ledger,
 )
+from prefect_lemlist.pipeline.stop import StopReason, StopSignal
 from prefect_lemlist.pipeline.webhook_server import WebhookReceiver
 from prefect_lemlist.pipeline.worklist import Worklist
+from prefect_lemlist.settings import lemlist_settings
 
-_FOLLOW_SECONDS = 1.0
 ELSEWHERE_NOTE = "started by another run at the same time; collected here"
 
 
-class FrontDoor(Protocol):
+class Starter(Protocol):
     """How one kind of item is recalled from the ledger and started."""
 
-    name: DoorName
+    kind: ItemKind
     batch_size: int
 
     async def recall(self, ledger: Ledger, keys: list[str]) -> dict[str, Recall]:
@@ -90,10 +86,10 @@ class FrontDoor(Protocol):
         """Start one batch (a Prefect task run named `name`)."""
 
 
-class LeadDoor:
+class LeadStarter:
     """Leads: `POST /leads/{id}/enrich`, `batch_size` leads per task run."""
 
-    name: DoorName = "leads"
+    kind: ItemKind = "leads"
 
     def __init__(self, options: EnrichmentOptions) -> None:
         self.batch_size = options.batch_size
@@ -111,10 +107,10 @@ class LeadDoor:
         return await task(batch, context, recalled)
 
 
-class ContactDoor:
+class PeopleStarter:
     """People: `POST /v2/enrichments/bulk`, `bulk_size` people per request and task run."""
 
-    name: DoorName = "contacts"
+    kind: ItemKind = "contacts"
 
     def __init__(self, options: ContactOptions) -> None:
         self.batch_size = options.bulk_size
@@ -134,7 +130,7 @@ class ContactDoor:
 
 
 class EnrichmentRun:
-    """One run of an enrichment flow.
+    """A run of an enrichment flow: what every execution uses (an open client, the ledger).
 
     Args:
         options: the run's options.
@@ -147,11 +143,7 @@ class EnrichmentRun:
         self.flags = options.flags
         self.client = client
         self.ledger = ledger
-        self.halt = Halt()
-        self.clock = time.monotonic()
-        self.started = 0
-        self.sent = 0  # items whose start request was sent (or answered by an earlier run)
-        self.batches: list[dict[str, Any]] = []
+        self._requests_counted = 0  # the client's requests already reported by an execution
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -167,13 +159,13 @@ class EnrichmentRun:
             yield cls(options, client, await team_ledger(client, options.flags))
 
     async def execute(
-        self, worklist: Worklist, door: FrontDoor, recalls: dict[str, Recall] | None = None
+        self, worklist: Worklist, starter: Starter, recalls: dict[str, Recall] | None = None
     ) -> PipelineSummary:
         """Enrich the worklist's items, collect every result, export every row and report.
 
         Args:
             worklist: the rows and items.
-            door: how items are recalled and started.
+            starter: how items are recalled and started.
             recalls: the ledger's recall when the caller already read it.
 
         Returns:
@@ -189,38 +181,37 @@ class EnrichmentRun:
 
             Those errors carry the run's `summary` (every row is exported).
         """
+        clock = time.monotonic()
         worklist.limit(self.options.limit, drop_others=worklist.source.kind == "campaign")
         keys = list(worklist.items)
         if recalls is None:
-            recalls = await door.recall(self.ledger, keys)
-        plan = make_plan(keys, recalls, self.flags, force=self.options.force, door=door.name)
+            recalls = await starter.recall(self.ledger, keys)
+        plan = make_plan(keys, recalls, self.flags, force=self.options.force, kind=starter.kind)
         summary = self._summary(worklist, plan)
         summary.credits_before = (await self.client.get_credits()).credits
         self._log_plan(summary)
         refusal = credit_refusal(plan, summary.credits_before, self.options.max_credits)
         if self.options.dry_run or refusal:
             summary.stopped = refusal
-            await self._report(summary, worklist, {}, export=False)
+            await self._report(summary, worklist, RunState(), clock, export=False)
             if refusal:
                 raise InsufficientCreditsError(refusal)
             return summary
-        outcomes = await self._enrich(worklist, plan, door, summary)
-        summary.credits_after = await self._credits() if self.started else summary.credits_before
-        await self._report(summary, worklist, outcomes, export=True)
-        failure = self._failure(summary, outcomes)
+        state = await self._enrich(worklist, plan, starter, summary)
+        summary.credits_after = await self._credits() if state.started else summary.credits_before
+        await self._report(summary, worklist, state, clock, export=True)
+        failure = self._failure(summary, state)
         if failure is not None:
-            failure.summary = summary  # type: ignore[attr-defined]  # every row is exported
+            failure.summary = summary  # every row is exported
             raise failure
         return summary
 
-    def _failure(
-        self, summary: PipelineSummary, outcomes: dict[str, Outcome]
-    ) -> LemlistError | None:
+    def _failure(self, summary: PipelineSummary, state: RunState) -> LemlistError | None:
         """Why the run must end Failed although every row is exported: it stopped starting,
         or some started enrichments could not be collected (their ids are kept)."""
-        if self.halt.error is not None:
-            return self._stopped_error(summary)
-        pending = sum(o.status in ("timed_out", "not_collected") for o in outcomes.values())
+        if state.stop.error is not None:
+            return self._stopped_error(summary, state)
+        pending = state.uncollected()
         if not pending:
             return None
         return EnrichmentsNotCollectedError(
@@ -232,98 +223,99 @@ class EnrichmentRun:
     # ------------------------------------------------------------------ enrich and collect
 
     async def _enrich(
-        self, worklist: Worklist, plan: Plan, door: FrontDoor, summary: PipelineSummary
-    ) -> dict[str, Outcome]:
+        self, worklist: Worklist, plan: Plan, starter: Starter, summary: PipelineSummary
+    ) -> RunState:
         """Start what the plan says and collect every result (webhook first, or polls)."""
-        outcomes: dict[str, Outcome] = dict(plan.decided)
-        notes: dict[str, str] = {}
-        watch = CreditWatch(self.client, self.halt, self.flags.max_credits_each())
+        stop = StopSignal()
+        watch = CreditWatch(self.client, stop, self.flags.max_credits_each())
         collector = self._collector(watch)
+        stop.subscribe(lambda signal: _abandon_on_refusal(signal, collector))
+        state = RunState(stop, collector, dict(plan.decided), waiting=list(plan.elsewhere))
+        state.sent = len(plan.to_collect) + len(plan.decided)
         progress = Progress(worklist.source, len(worklist.items))
-        self.sent = len(plan.to_collect) + len(plan.decided)
         await progress.start()
         collecting = asyncio.create_task(collector.run())
         try:
             async with self._webhook(collector) as webhook_url:
                 context = StartContext(
-                    self.client, self.ledger, self.flags, webhook_url, self.options.force, self.halt
+                    self.client, self.ledger, self.flags, webhook_url, self.options.force, stop
                 )
                 for key, enrichment_id in plan.to_collect.items():
                     collector.add(key, enrichment_id)
-                absorb = _Absorb(collector, outcomes, notes, list(plan.elsewhere))
-                await self._start_all(worklist, plan, door, context, absorb, progress)
-                await self._follow(worklist, door, context, absorb)
+                await self._start_all(worklist, plan, starter, context, state, progress)
+                await self._follow(worklist, starter, context, state)
                 collector.close()
-                await self._wait(collector, collecting, progress, absorb)
+                await self._wait(collecting, progress, state)
         finally:
             collector.close()
             if not collecting.done():
                 collecting.cancel()
         await watch.settle()
-        self._collected(collector, outcomes, notes, summary)
-        await self._remember(outcomes, plan)
-        return outcomes
+        state.collected(self.flags)
+        _count_collection(collector, summary)
+        await self._remember(state, plan)
+        return state
 
     async def _start_all(
         self,
         worklist: Worklist,
         plan: Plan,
-        door: FrontDoor,
+        starter: Starter,
         context: StartContext,
-        absorb: _Absorb,
+        state: RunState,
         progress: Progress | None = None,
     ) -> None:
-        """Start the plan's items batch by batch; stop starting when the run is halted."""
+        """Start the plan's items batch by batch; once the run is stopped, the rest is
+        reported `not_started` with the reason."""
         total = len(worklist.items)
-        batches = _chunks(plan.to_start, door.batch_size)
+        batches = _chunks(plan.to_start, starter.batch_size)
         for number, batch in enumerate(batches, start=1):
-            if self.halt.reason:
-                answers = [not_started(key, self.halt.reason) for key in batch]
+            reason = state.stop.not_started
+            if reason:
+                answers = [not_started(key, reason) for key in batch]
             else:
                 name = f"{number}/{len(batches)}"
-                answers = await self._start_batch(door, batch, worklist, context, plan, name)
-            self.started += absorb(answers)
-            self.sent += sum(answer.sent for answer in answers)
-            self.batches.append(_batch_row(len(self.batches) + 1, answers))
+                answers = await self._start_batch(starter, batch, worklist, context, plan, name)
+            state.take(answers)
             if progress is not None:
-                event = ProgressEvent("start", self.sent, absorb.finished(), total)
+                event = ProgressEvent("start", state.sent, state.finished(), total)
                 await progress.update(event)
 
     async def _follow(
-        self, worklist: Worklist, door: FrontDoor, context: StartContext, absorb: _Absorb
+        self, worklist: Worklist, starter: Starter, context: StartContext, state: RunState
     ) -> None:
         """Follow the items another live run is starting (never sent twice): read their
         records until its answer is there (then collect or report it), or start them if it
         ended without starting them; report what is still pending after the collect timeout."""
         deadline = time.monotonic() + self.options.collect_timeout_seconds
-        if absorb.waiting:
+        every = lemlist_settings().follow_seconds
+        if state.waiting:
             run_log(
                 logging.INFO,
                 "lemlist: %d items are being started by another run right now: waiting for its "
                 "answers (never sent twice)",
-                len(absorb.waiting),
+                len(state.waiting),
             )
-        while absorb.waiting and time.monotonic() < deadline and not self.halt.reason:
-            await asyncio.sleep(_FOLLOW_SECONDS)
-            keys, absorb.waiting = absorb.waiting, []
-            recalls = await door.recall(self.ledger, keys)
-            settled = make_plan(keys, recalls, self.flags, force=False, door=door.name)
+        while state.waiting and time.monotonic() < deadline and not state.stop.stopped:
+            await asyncio.sleep(every)
+            keys, state.waiting = state.waiting, []
+            recalls = await starter.recall(self.ledger, keys)
+            settled = make_plan(keys, recalls, self.flags, force=False, kind=starter.kind)
             for key, enrichment_id in settled.to_collect.items():
-                absorb.collector.add(key, enrichment_id)
-                absorb.notes[key] = ELSEWHERE_NOTE
-            absorb.outcomes.update(settled.decided)
-            absorb.waiting += settled.elsewhere
-            await self._start_all(worklist, settled, door, context, absorb)
-        reason = self.halt.reason or (
+                state.collect_elsewhere(key, enrichment_id, ELSEWHERE_NOTE)
+            state.outcomes.update(settled.decided)
+            state.waiting += settled.elsewhere
+            await self._start_all(worklist, settled, starter, context, state)
+        reason = state.stop.not_started or (
             "not started: another run was starting it and had not recorded lemlist's answer "
             f"after {self.options.collect_timeout_seconds:g} s; re-run to collect it"
         )
-        for key in absorb.waiting:
-            absorb.outcomes[key] = Outcome(status="not_started", error=reason)
+        for key in state.waiting:
+            state.outcomes[key] = Outcome(status="not_started", error=reason)
 
     async def _start_batch(
         self,
-        door: FrontDoor,
+        starter: Starter,
         batch: list[str],
         worklist: Worklist,
         context: StartContext,
@@ -331,7 +323,7 @@ class EnrichmentRun:
         name: str,
     ) -> list[StartAnswer]:
         try:
-            return await door.start(batch, worklist, context, plan, name)
+            return await starter.start(batch, worklist, context, plan, name)
         except Exception as exc:  # the task failed as a whole: report, never lose an item
             error = f"the start task failed: {type(exc).__name__}: {exc}"
             return [
@@ -339,21 +331,15 @@ class EnrichmentRun:
             ]
 
     async def _wait(
-        self,
-        collector: ResultCollector,
-        collecting: asyncio.Task[None],
-        progress: Progress,
-        absorb: _Absorb,
+        self, collecting: asyncio.Task[None], progress: Progress, state: RunState
     ) -> None:
         total = progress.total
         while not collecting.done():
             await asyncio.wait({collecting}, timeout=2.0)
-            if self.client.refused is not None:
-                collector.abandon(f"the API key was refused ({self.client.refused.message})")
-            event = ProgressEvent("collect", self.sent, absorb.finished(), total)
+            event = ProgressEvent("collect", state.sent, state.finished(), total)
             await progress.update(event)
         await collecting
-        done = ProgressEvent("done", self.sent, absorb.finished(), total)
+        done = ProgressEvent("done", state.sent, state.finished(), total)
         await progress.update(done, force=True)
 
     def _collector(self, watch: CreditWatch) -> ResultCollector:
@@ -387,34 +373,17 @@ class EnrichmentRun:
         async with receiver:
             yield receiver.webhook_url
 
-    def _collected(
-        self,
-        collector: ResultCollector,
-        outcomes: dict[str, Outcome],
-        notes: dict[str, str],
-        summary: PipelineSummary,
-    ) -> None:
-        for key, collected in collector.results.items():
-            outcomes[key] = outcome_of(collected, self.flags).with_note(notes.get(key))
-        for key in notes.keys() - collector.results.keys():
-            if key in outcomes:
-                outcomes[key] = outcomes[key].with_note(notes[key])
-        stats = collector.stats
-        summary.polls = stats.polls
-        summary.webhook_results = stats.results_from_webhook
-        summary.webhook_confirmations = stats.webhook_confirmations
-
-    async def _remember(self, outcomes: dict[str, Outcome], plan: Plan) -> None:
+    async def _remember(self, state: RunState, plan: Plan) -> None:
         """Record final results in the ledger; forget enrichments lemlist ended without charge
         because the credits ran out (a re-run after a top-up starts them again)."""
-        out_of_credits = isinstance(self.halt.error, LemlistOutOfCreditsError)
+        out_of_credits = state.stop.reason is StopReason.OUT_OF_CREDITS
         final, forget = {}, []
-        for key, outcome in outcomes.items():
+        for key, outcome in state.outcomes.items():
             if not outcome.enrichment_id or outcome.status not in FINAL_STATUSES:
                 continue
             if out_of_credits and outcome.status == "failed":
                 forget.append(key)
-                outcomes[key] = outcome.with_note("not charged: re-run after a top-up")
+                state.outcomes[key] = outcome.with_note("not charged: re-run after a top-up")
             elif key not in plan.decided:
                 final[key] = outcome.model_dump(mode="json")
         await self.ledger.record_outcomes(final)
@@ -474,19 +443,23 @@ class EnrichmentRun:
         self,
         summary: PipelineSummary,
         worklist: Worklist,
-        outcomes: dict[str, Outcome],
+        state: RunState,
+        clock: float,
         *,
         export: bool,
     ) -> None:
         """Fill the summary's counts and paths, write the exports, publish the artifacts."""
-        summary.started = self.started
-        summary.requests_made = self.client.requests_sent
-        summary.duration_seconds = time.monotonic() - self.clock
+        summary.started = state.started
+        # this execution's requests (the first also counts the run's opening GET /team and
+        # whatever the flow asked before executing: the export, the emails' leads)
+        summary.requests_made = self.client.requests_sent - self._requests_counted
+        self._requests_counted = self.client.requests_sent
+        summary.duration_seconds = time.monotonic() - clock
         rows: list[dict[str, Any]] = []
         if export:
-            rows = self._export(summary, worklist, outcomes)
-        summary.stopped = summary.stopped or self.halt.reason
-        await publish(summary, worklist.source, rows, self.batches)
+            rows = self._export(summary, worklist, state.outcomes)
+        summary.stopped = summary.stopped or state.stop.not_started
+        await publish(summary, worklist.source, rows, state.batches)
 
     def _export(
         self, summary: PipelineSummary, worklist: Worklist, outcomes: dict[str, Outcome]
@@ -502,13 +475,15 @@ class EnrichmentRun:
         summary.parquet_path = _text(paths.get("parquet"))
         summary.rejected_path = _text(rejected)
         rows = export_rows(worklist, outcomes, self.flags)
-        shown = list(_take(rows, max(ROWS_IN_RESULT, TABLE_PAGE_ROWS * TABLE_MAX_PAGES) + 1))
+        shown = list(
+            itertools.islice(rows, max(ROWS_IN_RESULT, TABLE_PAGE_ROWS * TABLE_MAX_PAGES) + 1)
+        )
         summary.counts = count_by_status(row_statuses(worklist, outcomes))
         summary.rows = shown if len(shown) <= ROWS_IN_RESULT else None
         return shown
 
-    def _stopped_error(self, summary: PipelineSummary) -> LemlistError:
-        error = self.halt.error
+    def _stopped_error(self, summary: PipelineSummary, state: RunState) -> LemlistError:
+        error = state.stop.error
         assert error is not None
         where = (
             f"; every row is in {summary.csv_path or summary.jsonl_path}"
@@ -516,69 +491,26 @@ class EnrichmentRun:
             else ""
         )
         return error.copy_with(
-            f"{error.message} (the run stopped starting enrichments after {self.sent} of "
+            f"{error.message} (the run stopped starting enrichments after {state.sent} of "
             f"{summary.selected} were sent, and collected what it had started{where})"
         )
 
 
-class _Absorb:
-    """Takes start answers into the run: enrichment ids to the collector, decided outcomes and
-    notes to the run's maps, items another run holds to `waiting`."""
+def _abandon_on_refusal(signal: StopSignal, collector: ResultCollector) -> None:
+    """A refused key ends collecting too (a block with a working key collects later)."""
+    if signal.reason is StopReason.KEY_REFUSED and signal.error is not None:
+        collector.abandon(f"the API key was refused ({signal.error.message})")
 
-    def __init__(
-        self,
-        collector: ResultCollector,
-        outcomes: dict[str, Outcome],
-        notes: dict[str, str],
-        waiting: list[str],
-    ) -> None:
-        self.collector = collector
-        self.outcomes = outcomes
-        self.notes = notes
-        self.waiting = waiting
 
-    def finished(self) -> int:
-        """Items with a final answer so far (not counting those left unsent)."""
-        unsent = sum(o.status == "not_started" for o in self.outcomes.values())
-        return len(self.outcomes) - unsent + len(self.collector.results)
-
-    def __call__(self, answers: list[StartAnswer]) -> int:
-        """Take the answers in; returns how many enrichments they started."""
-        started = 0
-        for answer in answers:
-            if answer.note:
-                self.notes[answer.key] = answer.note
-            if answer.enrichment_id:
-                started += 1
-                self.collector.add(answer.key, answer.enrichment_id, started_at=answer.started_at)
-            elif answer.elsewhere:
-                self.waiting.append(answer.key)
-            elif answer.outcome is not None:
-                self.outcomes[answer.key] = answer.outcome
-        return started
+def _count_collection(collector: ResultCollector, summary: PipelineSummary) -> None:
+    stats = collector.stats
+    summary.polls = stats.polls
+    summary.webhook_results = stats.results_from_webhook
+    summary.webhook_confirmations = stats.webhook_confirmations
 
 
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def _batch_row(number: int, answers: list[StartAnswer]) -> dict[str, Any]:
-    statuses = [a.outcome.status for a in answers if a.outcome is not None and not a.enrichment_id]
-    return {
-        "batch": number,
-        "items": len(answers),
-        "started": sum(1 for a in answers if a.enrichment_id),
-        "skipped": sum(1 for s in statuses if s.startswith("skipped")),
-        "refused": sum(1 for s in statuses if s in ("failed", "rejected")),
-        "not_started": sum(1 for s in statuses if s == "not_started"),
-    }
-
-
-def _take(rows: Any, count: int) -> Any:
-    for index, row in enumerate(rows):
-        if index >= count:
-            return
-        yield row
 
 
 def _text(path: Any) -> str | None:

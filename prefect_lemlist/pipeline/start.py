@@ -3,7 +3,7 @@
 `start_lead` is the only code path that POSTs `/leads/{id}/enrich`: it claims the start in the
 ledger right before the request leaves, and records lemlist's answer (or, when the request
 failed, whether it may have started paid work). The shared pieces of both front doors live here
-too: `StartAnswer`, the run's `Halt` signal, and the ledger of a team.
+too: `StartAnswer`, the start context, and the ledger of a team.
 """
 
 from __future__ import annotations
@@ -18,12 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from prefect_lemlist.api.client import LemlistClient, SendHook
-from prefect_lemlist.api.exceptions import (
-    ClaimedElsewhereError,
-    LemlistAuthError,
-    LemlistError,
-    LemlistOutOfCreditsError,
-)
+from prefect_lemlist.api.exceptions import ClaimedElsewhereError, LemlistError
 from prefect_lemlist.api.models import EnrichLeadResult, EnrichmentFlags
 from prefect_lemlist.pipeline.ledger import (
     Ledger,
@@ -33,47 +28,14 @@ from prefect_lemlist.pipeline.ledger import (
     default_storage,
 )
 from prefect_lemlist.pipeline.outcomes import Outcome, Status
+from prefect_lemlist.pipeline.stop import StopSignal
+from prefect_lemlist.settings import lemlist_settings
 
-LEADS_IN_FLIGHT = 20
-STOP_GRACE_SECONDS = 5.0
-"""After a Ctrl-C, how long start requests already on the wire may take to answer (so that
-their enrichment ids are recorded) while nothing new is sent."""
 _teams: dict[str, str] = {}  # key fingerprint -> lemlist team id, for this process
 # one team lookup at a time per event loop: 50 concurrent `enrich_lead` calls send one GET /team
 _team_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )
-
-
-@dataclass
-class Halt:
-    """Stops a run from starting more enrichments: the key was refused, the credits ran out,
-    or lemlist could not be reached (a start failed before anything was sent).
-
-    Attributes:
-        error: the error that stopped it, or None while the run may start enrichments.
-    """
-
-    error: LemlistError | None = None
-
-    def stop(self, error: LemlistError) -> None:
-        """Stop starting (the first reason is kept)."""
-        if self.error is None:
-            self.error = error
-
-    @property
-    def reason(self) -> str | None:
-        """Why nothing more is started, for the rows left out."""
-        if self.error is None:
-            return None
-        if isinstance(self.error, LemlistAuthError):
-            return "not started: the API key was refused (re-run with a working key)"
-        if isinstance(self.error, LemlistOutOfCreditsError):
-            return "not started: the team ran out of credits (re-run after a top-up)"
-        return (
-            "not started: lemlist could not be reached, so it was not sent (re-run the same "
-            "command when it is reachable)"
-        )
 
 
 @dataclass
@@ -86,8 +48,7 @@ class StartContext:
         flags: the requested workflows.
         webhook_url: given to lemlist when collecting by webhook.
         force: start again what was started before (costs again).
-        halt: set when nothing more may be started.
-        stopping: the run was interrupted: requests not yet sent are not sent.
+        stop: the run's stop signal: set when nothing more may be started.
     """
 
     client: LemlistClient
@@ -95,15 +56,14 @@ class StartContext:
     flags: EnrichmentFlags
     webhook_url: str | None = None
     force: bool = False
-    halt: Halt = field(default_factory=Halt)
-    stopping: bool = False
+    stop: StopSignal = field(default_factory=StopSignal)
 
     def sending(self, claim_sending: SendHook) -> SendHook:
         """The hook a start request awaits right before it leaves: nothing is sent once the run
-        is stopping (a Ctrl-C); otherwise the ledger claim records the send."""
+        is interrupted (a Ctrl-C); otherwise the ledger claim records the send."""
 
         async def hook() -> None:
-            if self.stopping:
+            if self.stop.cancelled:
                 raise asyncio.CancelledError  # not sent: nothing to record
             await claim_sending()
 
@@ -113,10 +73,11 @@ class StartContext:
 async def finish_or_cancel(context: StartContext, tasks: list[asyncio.Task[Any]]) -> None:
     """After a Ctrl-C: send nothing more, give requests on the wire a few seconds to answer
     (their answers are recorded in the ledger), then cancel what is left."""
-    context.stopping = True
+    context.stop.cancel()
     if not tasks:
         return
-    _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+    grace = lemlist_settings().stop_grace_seconds
+    _, pending = await asyncio.wait(tasks, timeout=grace)
     for unfinished in pending:
         unfinished.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
@@ -171,15 +132,6 @@ def not_started(key: str, reason: str) -> StartAnswer:
     return StartAnswer(key, outcome=Outcome(status="not_started", error=reason))
 
 
-def stop_on(context: StartContext, exc: LemlistError) -> bool:
-    """Halt the run when `exc` means nothing more can be started (a refused key, no credits,
-    or a start that could not be sent at all); returns whether it did."""
-    if isinstance(exc, (LemlistAuthError, LemlistOutOfCreditsError)) or exc.delivery == "not_sent":
-        context.halt.stop(exc)
-        return True
-    return False
-
-
 async def claim_and_start_lead(
     context: StartContext, lead_id: str, recalled: Recall | None = None
 ) -> EnrichLeadResult:
@@ -226,15 +178,15 @@ async def start_lead(context: StartContext, lead_id: str, recall: Recall | None)
     Returns:
         The answer (never raises for lemlist's refusals).
     """
-    if context.halt.reason:
-        return not_started(lead_id, context.halt.reason)
+    if context.stop.not_started:
+        return not_started(lead_id, context.stop.not_started)
     interrupted = recall is not None and recall.interrupted
     try:
         result = await claim_and_start_lead(context, lead_id, recall)
     except ClaimedElsewhereError:
         return StartAnswer(lead_id, elsewhere=True)
     except LemlistError as exc:
-        if stop_on(context, exc):
+        if context.stop.stop_for(exc):
             return not_started(lead_id, f"not started: {exc.message}")
         note = "re-sent once without force after an interrupted run" if interrupted else None
         failed = Outcome(status="failed", error=exc.message, note=note)
@@ -285,7 +237,7 @@ async def start_lead_batch(
     Returns:
         One `StartAnswer` per lead, in input order.
     """
-    semaphore = asyncio.Semaphore(LEADS_IN_FLIGHT)
+    semaphore = asyncio.Semaphore(lemlist_settings().leads_in_flight)
 
     async def one(lead_id: str) -> StartAnswer:
         async with semaphore:

@@ -20,13 +20,14 @@ from prefect_lemlist.pipeline.ledger.records import (
     LedgerState,
     Recall,
     Record,
-    damaged,
     decode,
     encode,
     recall_of,
+    unreadable_item,
     version_of,
 )
 from prefect_lemlist.pipeline.ledger.storage import LedgerStorage
+from prefect_lemlist.settings import lemlist_settings
 
 LEDGER_DIR = "lemlist-ledger"
 DEFAULT_LEDGER_DAYS = 30
@@ -66,6 +67,7 @@ class Ledger:
         self.account = account
         self.workflows = workflows
         self.expiration = timedelta(days=expiration_days)
+        self.claim_hold = timedelta(seconds=lemlist_settings().claim_hold_seconds)
         self._chunk_of: dict[str, str] = {}  # contact key -> its chunk record's name
 
     def __repr__(self) -> str:
@@ -94,9 +96,10 @@ class Ledger:
         for name, data in found.items():
             lead_id = names[name]
             record = decode(data)
-            item = record.items.get(lead_id) or damaged()
-            version = version_of(data, record)
-            recalls[lead_id] = recall_of(lead_id, name, item, version, self._ttl(item.state))
+            item = record.items.get(lead_id) or unreadable_item()
+            version = version_of(data, record, self.claim_hold)
+            ttl = self._ttl(item.state)
+            recalls[lead_id] = recall_of(lead_id, name, item, version, ttl, self.claim_hold)
         return recalls
 
     async def recall_contacts(self, keys: Iterable[str]) -> dict[str, Recall]:
@@ -107,11 +110,12 @@ class Ledger:
         recalls: dict[str, Recall] = {}
         for name, data in (await self.storage.read_many(names)).items():
             record = decode(data)
-            version = version_of(data, record)
+            version = version_of(data, record, self.claim_hold)
             for key, item in record.items.items():
                 if key not in wanted:
                     continue
-                recall = recall_of(key, name, item, version, self._ttl(item.state))
+                ttl = self._ttl(item.state)
+                recall = recall_of(key, name, item, version, ttl, self.claim_hold)
                 old = recalls.get(key)
                 if old is None or recall.rank() > old.rank():
                     recalls[key] = recall

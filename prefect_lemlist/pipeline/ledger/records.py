@@ -21,8 +21,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 CLAIM_HOLD = timedelta(minutes=15)
-"""The longest a live claim holds a start (a request's attempts, timeouts and rate-limit waits):
-an older `starting` record is an interrupted one, whoever wrote it."""
+"""The default of `LemlistSettings.claim_hold_seconds`: the longest a live claim holds a start (a
+request's attempts, timeouts and rate-limit waits): an older `starting` record is an interrupted
+one, whoever wrote it."""
 
 
 class LedgerState(str, Enum):
@@ -123,7 +124,14 @@ class Recall:
         )
 
 
-def recall_of(key: str, name: str, item: Item, version: str | None, ttl: timedelta) -> Recall:
+def recall_of(
+    key: str,
+    name: str,
+    item: Item,
+    version: str | None,
+    ttl: timedelta,
+    hold: timedelta = CLAIM_HOLD,
+) -> Recall:
     """What one stored item tells a run (an item older than `ttl` is `expired`).
 
     Args:
@@ -132,10 +140,11 @@ def recall_of(key: str, name: str, item: Item, version: str | None, ttl: timedel
         item: the stored item.
         version: the digest of the record as read (None while a live claim holds it).
         ttl: how long the item is trusted.
+        hold: how long another host's start record counts as in flight.
     """
     if item.written_at + ttl <= now():
         return Recall(key=key, record=name, version=version, expired=True)
-    in_flight = item.state is LedgerState.STARTING and held(item)
+    in_flight = item.state is LedgerState.STARTING and held(item, hold)
     return Recall(
         key=key,
         record=name,
@@ -149,9 +158,9 @@ def recall_of(key: str, name: str, item: Item, version: str | None, ttl: timedel
     )
 
 
-def version_of(data: bytes, record: Record) -> str | None:
+def version_of(data: bytes, record: Record, hold: timedelta = CLAIM_HOLD) -> str | None:
     """The version a claim may take over: None while a live claim holds the record."""
-    if any(held(item) for item in record.items.values()):
+    if any(held(item, hold) for item in record.items.values()):
         return None
     return hashlib.sha256(data).hexdigest()[:24]
 
@@ -161,15 +170,15 @@ def this_process() -> Owner:
     return Owner(host=socket.gethostname(), pid=os.getpid())
 
 
-def held(item: Item) -> bool:
+def held(item: Item, hold: timedelta = CLAIM_HOLD) -> bool:
     """Whether a `starting` record is still held by a live claim (its request on the wire).
 
     A record without an owner was left by a claim that ended (cancelled, failed after sending)
     or by a process that died before writing the answer. On this host the owner's process is
-    looked up; a record from another host is trusted for `CLAIM_HOLD` after it was written.
+    looked up; a record from another host is trusted for `hold` after it was written.
     """
     owner = item.owner
-    if owner is None or item.written_at + CLAIM_HOLD <= now():
+    if owner is None or item.written_at + hold <= now():
         return False
     if owner.host != socket.gethostname():
         return True
@@ -196,7 +205,7 @@ def new_item(state: LedgerState, **fields: Any) -> Item:
     return Item(state=state, written_at=now(), **fields)
 
 
-def damaged() -> Item:
+def unreadable_item() -> Item:
     """A record that cannot be read counts as `starting`: a request may have been sent."""
     return Item(state=LedgerState.STARTING, written_at=now())
 

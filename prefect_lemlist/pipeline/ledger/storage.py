@@ -30,6 +30,7 @@ from prefect.results import aget_default_result_storage
 from prefect.settings import get_current_settings
 
 from prefect_lemlist.api.exceptions import LedgerError
+from prefect_lemlist.settings import lemlist_settings
 
 LEDGER_DIR_ENV = "LEMLIST_LEDGER_DIR"
 """Environment variable naming the ledger's directory (it wins over every other choice)."""
@@ -372,7 +373,7 @@ async def default_storage() -> LedgerStorage:
     Raises:
         LedgerError: the configured result storage is neither a directory nor an fsspec one.
     """
-    explicit = os.environ.get(LEDGER_DIR_ENV, "").strip()
+    explicit = (lemlist_settings().ledger_dir or "").strip()
     if explicit:
         return LocalDirectoryStorage(_absolute(explicit))
     storage = await aget_default_result_storage()

@@ -1,0 +1,37 @@
+"""Settings in one place: `LEMLIST_*` environment variables read by `LemlistSettings` only."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from prefect_lemlist.settings import LemlistSettings, lemlist_settings
+
+PACKAGE = Path(__file__).resolve().parents[1] / "prefect_lemlist"
+
+
+def test_the_environment_is_read_through_the_settings(monkeypatch):
+    monkeypatch.setenv("LEMLIST_API_KEY", "k-123")
+    monkeypatch.setenv("LEMLIST_LEADS_IN_FLIGHT", "7")
+    monkeypatch.setenv("LEMLIST_CLAIM_HOLD_SECONDS", "60")
+    settings = lemlist_settings()
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "k-123"
+    assert "k-123" not in repr(settings)
+    assert (settings.leads_in_flight, settings.claim_hold_seconds) == (7, 60.0)
+    monkeypatch.setenv("LEMLIST_LEADS_IN_FLIGHT", "0")
+    with pytest.raises(ValidationError):
+        LemlistSettings()
+
+
+def test_no_module_reads_a_lemlist_variable_from_the_environment_itself():
+    readers = [
+        f"{path.relative_to(PACKAGE)}:{number}"
+        for path in PACKAGE.rglob("*.py")
+        if "sandbox" not in path.parts
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"environ.*LEMLIST_|getenv\(.LEMLIST_", line)
+    ]
+    assert readers == []
