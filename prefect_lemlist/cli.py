@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -279,11 +278,19 @@ def _validation_text(exc: ValidationError) -> str:
 
 
 def _credentials_check(args: argparse.Namespace) -> None:
-    if not args.block and not os.environ.get("LEMLIST_API_KEY", "").strip():
+    if not args.block and not _environment_key():
         raise UsageError(
             "no lemlist credentials: pass --block NAME or set LEMLIST_API_KEY",
             "save a block with `prefect-lemlist save-credentials NAME` (reads LEMLIST_API_KEY)",
         )
+
+
+def _environment_key() -> str:
+    """`LEMLIST_API_KEY` (through the settings), or "" when unset."""
+    from prefect_lemlist.settings import lemlist_settings
+
+    key = lemlist_settings().api_key
+    return key.get_secret_value().strip() if key is not None else ""
 
 
 def _file_check(path: str) -> None:
@@ -504,14 +511,16 @@ class _ProgressBar:
 def _run_save_credentials(args: argparse.Namespace) -> int:
     from prefect_lemlist.credentials import LemlistCredentials
 
-    api_key = os.environ.get("LEMLIST_API_KEY", "").strip()
+    api_key = _environment_key()
     if not api_key:
         raise UsageError(
             "set LEMLIST_API_KEY in the environment first",
             "the key is read from the environment only, so it never lands in the shell history",
         )
     fields: dict[str, Any] = {"api_key": api_key}
-    base_url = args.base_url or os.environ.get("LEMLIST_BASE_URL", "").strip()
+    from prefect_lemlist.settings import lemlist_settings
+
+    base_url = args.base_url or (lemlist_settings().base_url or "").strip()
     if base_url:
         fields["base_url"] = base_url
     if args.global_rate_limit:

@@ -30,7 +30,7 @@ def test_no_module_reads_a_lemlist_variable_from_the_environment_itself():
     readers = [
         f"{path.relative_to(PACKAGE)}:{number}"
         for path in PACKAGE.rglob("*.py")
-        if "sandbox" not in path.parts
+        if "sandbox" not in path.parts and path.name != "settings.py"
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if re.search(r"environ.*LEMLIST_|getenv\(.LEMLIST_", line)
     ]
