@@ -2,7 +2,8 @@
 """One entry point for the two Quick start commands.
 
     python3 run.py demo   # the example enrichment flow against the local lemlist sandbox
-    python3 run.py test   # lint, layering and the full test suite (what CI runs)
+    python3 run.py test   # lint, layering, types and the full test suite (what CI runs)
+    python3 run.py test --fast   # the same without the e2e tier (own processes and servers)
 
 Needs only Python >= 3.10. On first use it creates `.venv/` next to this file and installs the
 package with its dev extras into it; later runs reuse it (reinstalling only when `pyproject.toml`
@@ -93,6 +94,8 @@ def main(argv: list[str]) -> int:
         code = subprocess.run([str(bin_dir / check[0]), *check[1:]], cwd=ROOT, env=env, check=False)
         if code.returncode:
             return code.returncode
+    if "--fast" in extra:  # every tier but e2e (own processes and servers): the daily loop
+        extra = [arg for arg in extra if arg != "--fast"] + ["--ignore=tests/e2e"]
     cmd = [str(python), "-m", "pytest", *extra]
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 

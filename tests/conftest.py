@@ -1,8 +1,17 @@
-"""Shared fixtures: one Prefect test server for the session, and sandboxes on loopback."""
+"""Shared by every tier: an isolated Prefect home and ledger, the shared helpers on the path, one
+Prefect test server for the session (started only by the tiers that need it: flows, e2e).
+
+Tiers (`python3 run.py test` runs them all; `--fast` all but e2e):
+- `unit/`: pure code and respx unit tests, no Prefect server;
+- `sandbox/`: the local lemlist and the fault proxy over real loopback HTTP, no Prefect server;
+- `flows/`: the package inside real Prefect flows, against the session's test server;
+- `e2e/`: own processes, own Prefect servers, kill -9, the CLI, wheel builds, S3 races.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 # Settings that must exist before Prefect is imported: an isolated Prefect home, test mode,
@@ -15,14 +24,16 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault(
     "LEMLIST_LEDGER_DIR", os.path.join(os.environ["PREFECT_HOME"], "lemlist-ledger-dir")
 )
+sys.path.insert(0, os.path.dirname(__file__))  # `_fault_helpers`, `_sandbox_http` from any tier
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 
-@pytest.fixture(scope="session", autouse=True)
-def prefect_test_fixture():
-    """Run every test against one throw-away Prefect API server (SQLite in a temp dir)."""
+@pytest.fixture(scope="session")
+def prefect_test_server():
+    """One throw-away Prefect API server (SQLite in a temp dir) for the session's flow tests."""
+    from prefect.testing.utilities import prefect_test_harness
+
     with prefect_test_harness(server_startup_timeout=90):
         yield
 

@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect_lemlist import LemlistCredentials
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
 
 

@@ -38,7 +38,7 @@ from prefect_lemlist.pipeline.ledger import records as ledger_records
 from prefect_lemlist.pipeline.start import team_ledger
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=["local", "fsspec"])
@@ -86,7 +86,7 @@ async def test_a_claim_is_exclusive_across_runs_but_a_retry_of_its_own_request_i
 
 
 # Errors as the client builds them (its own constructors and its one status table); the same
-# rule is proven end to end through the real client in tests/test_delivery.py.
+# rule is proven end to end through the real client in tests/sandbox/test_delivery.py.
 @pytest.mark.parametrize(
     ("error", "recorded"),
     [

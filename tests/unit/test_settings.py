@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from prefect_lemlist.settings import LemlistSettings, lemlist_settings
 
-PACKAGE = Path(__file__).resolve().parents[1] / "prefect_lemlist"
+PACKAGE = Path(__file__).resolve().parents[2] / "prefect_lemlist"
 
 
 def test_the_environment_is_read_through_the_settings(monkeypatch):

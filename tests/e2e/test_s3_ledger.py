@@ -48,7 +48,7 @@ from prefect_lemlist.sandbox import (
     write_people_file,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY, SECRET, REGION = "testing-key", "testing-secret", "us-east-1"
 BUCKET = "lemlist-ledger"
 IGNORING_BUCKET = "ignores-conditions"  # the test server drops `If-None-Match` for this one

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import prefect_lemlist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_wheel_installs_the_package_only_and_the_console_script(tmp_path):

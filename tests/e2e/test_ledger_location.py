@@ -24,7 +24,7 @@ from prefect_lemlist.pipeline.ledger import (
 )
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_two_prefect_homes_of_one_user_share_one_ledger(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_API_URL
 
 from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def flow_process(sandbox, output_dir: Path, name: str) -> subprocess.Popen:

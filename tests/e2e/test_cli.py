@@ -32,7 +32,7 @@ from prefect_lemlist.credentials import LemlistCredentials
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 from prefect_lemlist.sandbox.__main__ import build_parser as sandbox_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = str(Path(sys.executable).parent / "prefect-lemlist")
 COMMANDS = [
     "enrich-campaign",

@@ -58,7 +58,7 @@ from prefect_lemlist.sandbox import (
 from prefect_lemlist.sandbox.people import PEOPLE_COLUMNS, missing_input_error
 from prefect_lemlist.sandbox.threaded_server import ThreadedASGIServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
 ENRICHMENT_SECONDS = (0.2, 0.6)
 FIND_EMAIL = ("find_email",)
