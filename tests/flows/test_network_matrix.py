@@ -57,8 +57,8 @@ POST_LEAD = r"^POST /leads/[^/]+/enrich"
 POST_BULK = r"^POST /v2/enrichments/bulk"
 POLL = r"^GET /enrich/"
 UNREACHABLE_SECONDS = 3.0
-COLLECT_SECONDS = 90.0
-FIRST_RUN_BOUND = 45.0  # far below the collect timeout: an outage ends the run quickly
+COLLECT_SECONDS = 180.0
+FIRST_RUN_BOUND = 120.0  # an outage ends the run, it does not wait for the collect timeout
 CLIENT_TIMEOUT = 2.0  # a stalled answer is a read timeout after this long
 
 
