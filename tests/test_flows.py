@@ -16,6 +16,7 @@ from prefect_lemlist import (
 )
 from prefect_lemlist.flows import enrich_campaign, enrich_leads
 from prefect_lemlist.pipeline import EnrichmentOptions
+from prefect_lemlist.pipeline.outcomes import result_columns
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 
 EXPECTED_FIND_EMAIL = {
@@ -117,6 +118,9 @@ async def test_artifacts_summary_table_and_progress(tmp_path):
     table = by_key[f"lemlist-results-{slug}"].data
     table_rows = json.loads(table) if isinstance(table, str) else table
     assert len(table_rows) == summary.selected
+    found = result_columns(options(tmp_path).flags)  # the status and what was found, first
+    assert list(table_rows[0])[: 1 + len(found)] == ["status", *found], list(table_rows[0])
+    assert next(iter(read_csv(summary.csv_path)[0])) == "lead_id"  # the export keeps its order
     progress = by_key[f"lemlist-progress-{slug}"]
     assert float(progress.data) == 100.0
     assert f"started {summary.selected}/{summary.selected}" in (progress.description or "")
