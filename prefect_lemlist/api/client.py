@@ -447,6 +447,7 @@ class LemlistClient:
             rows = await self._export(("campaigns", campaign, "export", "leads"), params)
         except (LemlistNotFoundError, LemlistResponseError) as exc:
             if not _route_missing(exc):
+                _add_campaign_hint(exc)
                 raise
             logger.warning(
                 "GET /campaigns/{id}/export/leads answered %s; trying lemlist's newer route "
@@ -458,6 +459,7 @@ class LemlistClient:
             except (LemlistNotFoundError, LemlistResponseError) as second:
                 if _route_missing(second):
                     raise exc from None
+                _add_campaign_hint(second)
                 raise
         return _campaign_rows(rows)
 
@@ -746,6 +748,18 @@ def _campaign_rows(rows: Any) -> list[CampaignLead]:
                 f"{exc.errors()[0].get('msg', 'invalid')}"
             ) from None
     return leads
+
+
+CAMPAIGN_NOT_FOUND_HINT = (
+    "check the campaign id (cam_…, the end of the campaign's URL in lemlist) and that this "
+    "API key belongs to the campaign's team"
+)
+
+
+def _add_campaign_hint(exc: LemlistError) -> None:
+    """lemlist's "Campaign not found": say what to check (unless the error has its own hint)."""
+    if isinstance(exc, LemlistNotFoundError) and exc.hint is None:
+        exc.hint = CAMPAIGN_NOT_FOUND_HINT
 
 
 def _route_missing(exc: LemlistError) -> bool:
