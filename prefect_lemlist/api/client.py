@@ -165,6 +165,32 @@ class LemlistClient:
     Attributes:
         requests_sent: HTTP requests this client has sent (429s and failures included).
         requests_by_route: the same, per `METHOD /first-path-segment`.
+
+    Examples:
+        Start one lead's email search and poll its result (outside a flow; in a flow, the
+        tasks `enrich_lead` and `wait_for_enrichment` do the same through the ledger):
+
+        ```python
+        import asyncio
+        import os
+
+        from prefect_lemlist import LemlistClient
+
+
+        async def main() -> None:
+            async with LemlistClient(os.environ["LEMLIST_API_KEY"]) as client:
+                print((await client.get_credits()).credits)
+                started = await client.enrich_lead("lea_XXXXXXXXXXXXXXXXX", find_email=True)
+                if started.enrichment_id is not None:  # None: skipped (409)
+                    result = await client.get_enrichment(started.enrichment_id)
+                    print(result.status, result.email, result.email_status)
+
+
+        asyncio.run(main())
+        ```
+
+        From a saved block: `async with (await LemlistCredentials.aload("lemlist")).get_client()
+        as client: ...`.
     """
 
     def __init__(
