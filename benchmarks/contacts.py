@@ -11,7 +11,7 @@ latency 50-250 ms, enrichments 5-30 s, seed 1) and in its own process (`contacts
 - `webhook`, `poll`: `enrich_contacts(path=<people file>)`, find_email, bulk starts (500 people
   per request), results by webhook or by polling;
 - `leads` (the baseline): the same rows made lemlist leads of a new campaign in the sandbox
-  (`Sandbox.add_campaign_from_people`), enriched with `enrich_leads(csv_path=<lead ids>)`,
+  (`Sandbox.add_campaign_from_people`), enriched with `enrich_leads(path=<lead ids>)`,
   find_email, one `POST /leads/{id}/enrich` per lead, webhook collection.
 
 Measured: requests by route and 429s from the sandbox (`GET /_sandbox/stats`); the slowest

@@ -6,7 +6,7 @@
 - `webhook`, `poll`: `flows.enrich_contacts(path=FILE)` — the people file of
   `generate_people(N, seed)` — with `ContactOptions(find_email=True, collection=...)` and default
   bulk size (500 per request).
-- `leads`: the per-lead path, `flows.enrich_leads(csv_path=FILE)` on the same people as lemlist
+- `leads`: the per-lead path, `flows.enrich_leads(path=FILE)` on the same people as lemlist
   leads (`contacts_sandbox.py --leads-file`), `EnrichmentOptions(find_email=True)`, default batch
   size; collected by webhook unless `--leads-collection poll` (webhook is the per-lead path's
   cheapest mode).
@@ -136,7 +136,7 @@ async def run_flow(args: argparse.Namespace) -> dict[str, Any]:
     if args.contender == "leads":
         options = EnrichmentOptions(collection=args.leads_collection, **common)
         state = await enrich_leads(
-            csv_path=args.input, credentials_block="bench", options=options, return_state=True
+            path=args.input, credentials_block="bench", options=options, return_state=True
         )
     else:
         options = ContactOptions(collection=args.contender, **common)

@@ -99,7 +99,7 @@ def add_bench_route(sandbox: Sandbox) -> None:
 
 
 def write_leads_file(path: Path, lead_ids: list[str], rows: list[dict[str, str]]) -> None:
-    """A lead file for `enrich_leads(csv_path=...)`: `lead_id`, then the people's columns."""
+    """A lead file for `enrich_leads(path=...)`: `lead_id`, then the people's columns."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)

@@ -1,5 +1,10 @@
 """The `prefect-lemlist` command: the flows, saving credentials, the shared limit, the sandbox.
 
+The flow commands' option flags, their help (description, default, choices, bounds) and their
+mapping back to the fields are generated from the options models (`EnrichmentOptions`,
+`ContactOptions`, `WebhookSettings`); only the few flags named differently from their field are
+listed here (`FLAG_ALIASES`). `--json` prints the run's `PipelineSummary` instead of markdown.
+
 A known failure ends with one `error:` line (and at most one `hint:` line) and exit status 1 (2
 for usage errors, 130 after Ctrl-C); tracebacks and Prefect's engine chatter stay in the flow
 run's logs (the Prefect UI) unless `--debug`. On a terminal a progress bar follows the run.
@@ -11,13 +16,13 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
-
-from prefect_lemlist.api.workflows import WORKFLOWS
+from pydantic.fields import FieldInfo
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 RESUME_HINT = "re-run the same command to resume (nothing already started is started again)"
@@ -37,11 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rest = argv[1:] if argv[:1] == ["--debug"] else argv
     if rest[:1] == ["sandbox"]:  # the sandbox parses its own options (`sandbox --help` too)
         return _run_sandbox(argparse.Namespace(sandbox_args=rest[1:]))
-    parser = build_parser()
+    command = next((arg for arg in rest if not arg.startswith("-")), None)
+    parser = build_parser(flow_options_of={command} if command else set())
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE
+    if not _debug(args):
+        _quiet_engine_services()
     try:
         return args.handler(args)
     except UsageError as exc:
@@ -52,35 +60,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every sub-command."""
+def build_parser(flow_options_of: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every sub-command.
+
+    Args:
+        flow_options_of: the flow commands whose options' flags to declare (default: all);
+            they import Prefect, which `prefect-lemlist --help` does not need.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(  # before or after the command: default=SUPPRESS keeps either
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and Prefect's own log lines",
+    )
     parser = argparse.ArgumentParser(
         prog="prefect-lemlist",
         description="Enrich leads and people with lemlist, from Prefect flows.",
-    )
-    parser.add_argument(
-        "--debug", action="store_true", help="show tracebacks and Prefect's own log lines"
+        parents=[common],
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _campaign_command(commands)
-    _leads_command(commands)
-    _contacts_command(commands)
-    _save_credentials_command(commands)
-    _global_limit_command(commands)
+    for name, add_command in (
+        ("enrich-campaign", _campaign_command),
+        ("enrich-leads", _leads_command),
+        ("enrich-contacts", _contacts_command),
+    ):
+        flags = flow_options_of is None or name in flow_options_of
+        add_command(commands, common, flow_options=flags)
+    _save_credentials_command(commands, common)
+    _global_limit_command(commands, common)
     _sandbox_command(commands)
     return parser
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False))
+
+
+_ENGINE_SERVICES = ("EventsWorker", "APILogWorker")
+"""Prefect's background services log under their class name (not under `prefect`), e.g.
+`EventsWorker - Still processing items` while they deliver the last events at exit."""
+
+
+def _quiet_engine_services() -> None:
+    """Keep the services' warnings and notes off the terminal (they are Prefect's business, and
+    came before the `error:` line); their errors still show."""
+    for name in _ENGINE_SERVICES:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # ----------------------------------------------------------------------------- commands
 
 
-def _campaign_command(commands: Any) -> None:
+def _campaign_command(
+    commands: Any, common: argparse.ArgumentParser, *, flow_options: bool
+) -> None:
     parser = commands.add_parser(
         "enrich-campaign",
         help="enrich the leads of a lemlist campaign that need it",
         description="Enrich the leads of a campaign that need it, collect the results, export.",
+        parents=[common],
     )
-    parser.add_argument("campaign_id", help="the campaign (cam_…)")
+    parser.add_argument("campaign_id", help="the campaign (cam_…, in the campaign's URL)")
     parser.add_argument(
         "--state", default="all", help="lead states to export (default: all; e.g. contacted)"
     )
@@ -91,11 +132,12 @@ def _campaign_command(commands: Any) -> None:
         metavar="LEAD_ID",
         help="trial: only this lead of the campaign (repeatable)",
     )
-    _flow_options(parser, leads=True)
+    if flow_options:
+        _flow_options(parser, "EnrichmentOptions")
     parser.set_defaults(handler=_run_campaign)
 
 
-def _leads_command(commands: Any) -> None:
+def _leads_command(commands: Any, common: argparse.ArgumentParser, *, flow_options: bool) -> None:
     parser = commands.add_parser(
         "enrich-leads",
         help="enrich lead ids, emails of leads, or a file of either",
@@ -103,6 +145,7 @@ def _leads_command(commands: Any) -> None:
             "Enrich lead ids, emails of people who are leads, or the rows of a CSV / JSON Lines "
             "file with a lead_id (or email) column; other columns are carried into the export."
         ),
+        parents=[common],
     )
     parser.add_argument("lead_ids", nargs="*", metavar="LEAD_ID", help="lead ids (lea_…)")
     parser.add_argument("--csv", "--file", dest="path", help="a CSV or JSON Lines file")
@@ -120,11 +163,14 @@ def _leads_command(commands: Any) -> None:
         metavar="LEAD_ID",
         help="a lead id (repeatable)",
     )
-    _flow_options(parser, leads=True)
+    if flow_options:
+        _flow_options(parser, "EnrichmentOptions")
     parser.set_defaults(handler=_run_leads)
 
 
-def _contacts_command(commands: Any) -> None:
+def _contacts_command(
+    commands: Any, common: argparse.ArgumentParser, *, flow_options: bool
+) -> None:
     parser = commands.add_parser(
         "enrich-contacts",
         help="enrich people who are not lemlist leads (500 per bulk request)",
@@ -133,13 +179,15 @@ def _contacts_command(commands: Any) -> None:
             "last_name, company_name, company_domain, job_title, or lemlist's camelCase names) "
             "through lemlist's bulk endpoint; every row is in the export with its columns."
         ),
+        parents=[common],
     )
     parser.add_argument("path", help="the people file (.csv, or .jsonl)")
-    _flow_options(parser, leads=False)
+    if flow_options:
+        _flow_options(parser, "ContactOptions")
     parser.set_defaults(handler=_run_contacts)
 
 
-def _save_credentials_command(commands: Any) -> None:
+def _save_credentials_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "save-credentials",
         help="save a LemlistCredentials block from LEMLIST_API_KEY",
@@ -148,6 +196,7 @@ def _save_credentials_command(commands: Any) -> None:
             "from the command line) and never printed; LEMLIST_BASE_URL or --base-url points it "
             "elsewhere (a proxy, the sandbox). The key is checked with GET /team/credits first."
         ),
+        parents=[common],
     )
     parser.add_argument("name", nargs="?", default="lemlist", help="block name (default: lemlist)")
     parser.add_argument("--base-url", help="API base URL (default: LEMLIST_BASE_URL, or lemlist's)")
@@ -160,16 +209,19 @@ def _save_credentials_command(commands: Any) -> None:
     parser.set_defaults(handler=_run_save_credentials)
 
 
-def _global_limit_command(commands: Any) -> None:
+def _global_limit_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "global-limit",
         help="create the Prefect limit that shares one key's budget between processes",
         description="Create (or update) a key's shared global concurrency limit and its companion.",
+        parents=[common],
     )
     parser.add_argument(
         "name", help="the limit's name (then: save-credentials --global-rate-limit)"
     )
-    parser.add_argument("--limit", type=int, default=20, help="lemlist's requests per window (20)")
+    parser.add_argument(
+        "--limit", type=int, default=20, help="lemlist's requests per window (default: 20)"
+    )
     parser.set_defaults(handler=_run_global_limit)
 
 
@@ -184,97 +236,157 @@ def _sandbox_command(commands: Any) -> None:
     parser.set_defaults(handler=_run_sandbox)
 
 
-def _flow_options(parser: argparse.ArgumentParser, *, leads: bool) -> None:
-    """The options every flow command takes (the fields of the flow's options)."""
-    parser.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
-    )
+def _flow_options(parser: argparse.ArgumentParser, model_name: str) -> None:
+    """The options every flow command takes: `--block`, `--json`, and one flag per field of the
+    flow's options model (see `option_flags`)."""
+    from prefect_lemlist.pipeline import options
+
+    model: type[BaseModel] = getattr(options, model_name)
     parser.add_argument("--block", help="saved LemlistCredentials block (default: LEMLIST_API_KEY)")
-    for row in WORKFLOWS.values():
-        flag = row.option.replace("_", "-")
-        default = (
-            f" (on by default; --no-{flag} turns it off)" if row.option == "find_email" else ""
-        )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's summary as JSON (PipelineSummary) instead of markdown",
+    )
+    group = parser.add_argument_group(f"options ({model.__name__})")
+    for option in option_flags(model):
+        option.add_to(group)
+
+
+# ----------------------------------------------------------------------------- flags of the options
+
+FLAG_ALIASES = {
+    "collect_timeout_seconds": "collect-timeout",
+    "formats": "format",
+    "webhook.confirm": "confirm-webhooks",
+}
+"""The few flags whose name is not their field's (the field's path, dashed: `--webhook-port`)."""
+_DEST = "option:"  # namespace attributes of the options' flags: `option:webhook.port`
+_BOUNDS = (("ge", "at least"), ("gt", "more than"), ("le", "at most"), ("lt", "less than"))
+
+
+class OptionFlag:
+    """One field of an options model as a command-line flag.
+
+    Args:
+        path: the field's path in the model (`limit`, `webhook.port`).
+        field: the pydantic field (its description, default, bounds and type).
+    """
+
+    def __init__(self, path: str, field: FieldInfo) -> None:
+        self.path = path
+        self.field = field
+        self.kind = _without_none(field.annotation)
+        self.flag = flag_name(path)
+
+    def add_to(self, parser: Any) -> None:
+        """Declare the flag (unset, it is None and the field keeps its default)."""
         parser.add_argument(
-            f"--{flag}",
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=row.action + default,
+            self.flag, dest=_DEST + self.path, default=None, help=self.help(), **self._kind()
         )
-    parser.add_argument(
-        "--force", action="store_true", help="enrich again what was done (costs again)"
-    )
-    parser.add_argument("--dry-run", action="store_true", help="report what would run and its cost")
-    parser.add_argument("--max-credits", type=float, help="refuse to start above this cost")
-    parser.add_argument("--limit", type=int, help="trial: enrich only the first N")
-    if leads:
-        parser.add_argument("--batch-size", type=int, help="leads per task run (default 100)")
-    else:
-        parser.add_argument("--bulk-size", type=int, help="people per bulk request (max 500)")
-    parser.add_argument("--collection", choices=["poll", "webhook"], help="how to collect results")
-    parser.add_argument("--webhook-public-url", help="URL where lemlist reaches the receiver")
-    parser.add_argument("--webhook-port", type=int, help="receiver port (default: any free)")
-    parser.add_argument(
-        "--confirm-webhooks",
-        choices=["when_unclear", "always", "never"],
-        help="confirm webhook results with one poll (default: when_unclear)",
-    )
-    parser.add_argument("--collect-timeout", type=float, help="seconds before timed_out (600)")
-    parser.add_argument("--output-dir", help="export directory (default: lemlist-output)")
-    parser.add_argument("--output-name", help="export file name without extension")
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        action="append",
-        choices=["csv", "jsonl", "parquet"],
-        help="export format (repeatable; default: csv and jsonl)",
-    )
+
+    def help(self) -> str:
+        """The field's description, then its default and bounds."""
+        text = (self.field.description or self.path.replace("_", " ")).rstrip(".")
+        facts = [
+            f"{word} {_shown(bound)}"
+            for meta in self.field.metadata
+            for attribute, word in _BOUNDS
+            if (bound := getattr(meta, attribute, None)) is not None
+        ]
+        default = self.field.get_default(call_default_factory=True)
+        if default is not None:
+            facts.insert(0, f"default: {_shown(default)}")
+        if get_origin(self.kind) is list:
+            facts.append("repeatable")
+        return (f"{text} ({'; '.join(facts)})" if facts else text).replace("%", "%%")
+
+    def _kind(self) -> dict[str, Any]:
+        if self.kind is bool:
+            return {"action": argparse.BooleanOptionalAction}
+        if get_origin(self.kind) is list:
+            return {"action": "append", **_value_kind(get_args(self.kind)[0], self.flag)}
+        return _value_kind(self.kind, self.flag)
+
+
+def option_flags(model: type[BaseModel], prefix: str = "") -> Iterator[OptionFlag]:
+    """The flags of an options model's fields, nested models' fields as `--<field>-<name>`."""
+    for name, field in model.model_fields.items():
+        kind = _without_none(field.annotation)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from option_flags(kind, f"{prefix}{name}.")
+        else:
+            yield OptionFlag(f"{prefix}{name}", field)
+
+
+def _without_none(annotation: Any) -> Any:
+    """`X` for `X | None`."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
+        return kinds[0] if len(kinds) == 1 else annotation
+    return annotation
+
+
+def _value_kind(kind: Any, flag: str) -> dict[str, Any]:
+    if get_origin(kind) is Literal:
+        return {"choices": list(get_args(kind))}
+    metavar = flag.rsplit("-", 1)[-1].upper()  # --webhook-port PORT, --output-dir DIR
+    return {"type": kind if kind in (int, float) else str, "metavar": metavar}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def flag_name(path: str) -> str:
+    """The flag of an options field path (`collect_timeout_seconds` -> `--collect-timeout`)."""
+    return "--" + FLAG_ALIASES.get(path, path.replace(".", "-").replace("_", "-"))
 
 
 # ----------------------------------------------------------------------------- flow runs
 
 
 def _options(args: argparse.Namespace, cls: type[BaseModel]) -> Any:
-    """The flow's options from the flags (unset flags keep the defaults)."""
-    names = {row.option: row.option for row in WORKFLOWS.values()} | {
-        "max_credits": "max_credits",
-        "limit": "limit",
-        "batch_size": "batch_size",
-        "bulk_size": "bulk_size",
-        "collection": "collection",
-        "collect_timeout": "collect_timeout_seconds",
-        "output_dir": "output_dir",
-        "output_name": "output_name",
-        "formats": "formats",
-    }
-    fields = {
-        field: getattr(args, name)
-        for name, field in names.items()
-        if getattr(args, name, None) is not None
-    }
-    fields["force"], fields["dry_run"] = args.force, args.dry_run
-    webhook = {
-        key: value
-        for key, value in (
-            ("public_url", args.webhook_public_url),
-            ("port", args.webhook_port),
-            ("confirm", args.confirm_webhooks),
-        )
-        if value is not None
-    }
-    if webhook:
-        fields["webhook"] = webhook
+    """The flow's options from the flags (unset flags keep the model's defaults)."""
+    fields: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if not key.startswith(_DEST) or value is None:
+            continue
+        *parents, name = key.removeprefix(_DEST).split(".")
+        target = fields
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[name] = value
     try:
         return cls.model_validate(fields)
     except ValidationError as exc:
-        raise UsageError(_validation_text(exc)) from None
+        raise UsageError(_validation_text(exc, flags=True)) from None
 
 
-def _validation_text(exc: ValidationError) -> str:
+def _validation_text(exc: ValidationError, *, flags: bool = False) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{where.replace('_', '-')}: {message}" if where else message
+    if not where:
+        return message
+    return f"{flag_name(where) if flags else where.replace('_', '-')}: {message}"
+
+
+def _campaign_check(campaign_id: str) -> str:
+    from prefect_lemlist.api.validation import CampaignId
+
+    try:
+        return CampaignId(campaign_id)
+    except ValueError as exc:
+        raise UsageError(
+            str(exc), "a campaign id looks like cam_… (the last part of the campaign's URL)"
+        ) from None
 
 
 def _credentials_check(args: argparse.Namespace) -> None:
@@ -305,18 +417,20 @@ def _run_campaign(args: argparse.Namespace) -> int:
     from prefect_lemlist.flows.enrich_campaign import enrich_campaign
     from prefect_lemlist.pipeline.options import EnrichmentOptions
 
+    campaign_id = _campaign_check(args.campaign_id)
     options = _options(args, EnrichmentOptions)
     _credentials_check(args)
     return run_flow(
         lambda: enrich_campaign(
-            args.campaign_id,
+            campaign_id,
             args.block,
             state=args.state,
             options=options,
             lead_ids=args.lead_ids,
             return_state=True,
         ),
-        debug=args.debug,
+        debug=_debug(args),
+        as_json=args.json,
     )
 
 
@@ -335,13 +449,14 @@ def _run_leads(args: argparse.Namespace) -> int:
     return run_flow(
         lambda: enrich_leads(
             lead_ids=ids or None,
-            csv_path=args.path,
+            path=args.path,
             credentials_block=args.block,
             options=options,
             emails=args.emails,
             return_state=True,
         ),
-        debug=args.debug,
+        debug=_debug(args),
+        as_json=args.json,
     )
 
 
@@ -356,16 +471,18 @@ def _run_contacts(args: argparse.Namespace) -> int:
         lambda: enrich_contacts(
             path=args.path, credentials_block=args.block, options=options, return_state=True
         ),
-        debug=args.debug,
+        debug=_debug(args),
+        as_json=args.json,
     )
 
 
-def run_flow(start: Callable[[], Any], *, debug: bool = False) -> int:
+def run_flow(start: Callable[[], Any], *, debug: bool = False, as_json: bool = False) -> int:
     """Run a flow (a call with `return_state=True`) and report: the summary, or one error.
 
     Args:
         start: makes the flow call's coroutine.
         debug: show tracebacks and Prefect's own lines.
+        as_json: print the summary as JSON (a `PipelineSummary`) instead of markdown.
 
     Returns:
         The exit status: 0, 1 (the run failed), 130 (interrupted).
@@ -385,7 +502,7 @@ def run_flow(start: Callable[[], Any], *, debug: bool = False) -> int:
         _error("interrupted", RESUME_HINT)
         return EXIT_INTERRUPTED
     if state.is_completed():
-        print(render_summary(result))
+        print(result.model_dump_json(indent=2) if as_json else render_summary(result))
         return EXIT_OK
     if isinstance(result, BaseException):
         _error(_one_line(result), getattr(result, "hint", None))
@@ -560,8 +677,11 @@ def _key_works(block: Any) -> bool:
 
 
 def _save_block(block: Any, name: str, overwrite: bool) -> int:
+    from prefect_lemlist.local_api import local_api_unless_configured
+
     try:
-        block.save(name, overwrite=overwrite, _sync=True)
+        with local_api_unless_configured():  # not Prefect's ephemeral API and its telemetry
+            block.save(name, overwrite=overwrite, _sync=True)
     except ValueError as exc:
         if "already" in str(exc):
             _error(
@@ -578,10 +698,12 @@ def _save_block(block: Any, name: str, overwrite: bool) -> int:
 
 
 def _run_global_limit(args: argparse.Namespace) -> int:
+    from prefect_lemlist.local_api import local_api_unless_configured
     from prefect_lemlist.ratelimit.prefect_leases import ensure_global_rate_limit
 
     try:
-        asyncio.run(ensure_global_rate_limit(args.name, limit=args.limit))
+        with local_api_unless_configured():
+            asyncio.run(ensure_global_rate_limit(args.name, limit=args.limit))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(f"Global concurrency limit {args.name!r}: {args.limit} slots.")
@@ -590,8 +712,13 @@ def _run_global_limit(args: argparse.Namespace) -> int:
 
 
 def _run_sandbox(args: argparse.Namespace) -> int:
+    from prefect_lemlist.sandbox.__main__ import build_parser as sandbox_parser
     from prefect_lemlist.sandbox.__main__ import main as sandbox_main
 
+    parser = sandbox_parser()  # `--help` and usage errors under this command's name, with defaults
+    parser.prog = "prefect-lemlist sandbox"
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.parse_args(args.sandbox_args)
     return sandbox_main(args.sandbox_args)
 
 

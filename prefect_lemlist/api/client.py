@@ -165,6 +165,32 @@ class LemlistClient:
     Attributes:
         requests_sent: HTTP requests this client has sent (429s and failures included).
         requests_by_route: the same, per `METHOD /first-path-segment`.
+
+    Examples:
+        Start one lead's email search and poll its result (outside a flow; in a flow, the
+        tasks `enrich_lead` and `wait_for_enrichment` do the same through the ledger):
+
+        ```python
+        import asyncio
+        import os
+
+        from prefect_lemlist import LemlistClient
+
+
+        async def main() -> None:
+            async with LemlistClient(os.environ["LEMLIST_API_KEY"]) as client:
+                print((await client.get_credits()).credits)
+                started = await client.enrich_lead("lea_XXXXXXXXXXXXXXXXX", find_email=True)
+                if started.enrichment_id is not None:  # None: skipped (409)
+                    result = await client.get_enrichment(started.enrichment_id)
+                    print(result.status, result.email, result.email_status)
+
+
+        asyncio.run(main())
+        ```
+
+        From a saved block: `async with (await LemlistCredentials.aload("lemlist")).get_client()
+        as client: ...`.
     """
 
     def __init__(
@@ -447,6 +473,7 @@ class LemlistClient:
             rows = await self._export(("campaigns", campaign, "export", "leads"), params)
         except (LemlistNotFoundError, LemlistResponseError) as exc:
             if not _route_missing(exc):
+                _add_campaign_hint(exc)
                 raise
             logger.warning(
                 "GET /campaigns/{id}/export/leads answered %s; trying lemlist's newer route "
@@ -458,6 +485,7 @@ class LemlistClient:
             except (LemlistNotFoundError, LemlistResponseError) as second:
                 if _route_missing(second):
                     raise exc from None
+                _add_campaign_hint(second)
                 raise
         return _campaign_rows(rows)
 
@@ -746,6 +774,18 @@ def _campaign_rows(rows: Any) -> list[CampaignLead]:
                 f"{exc.errors()[0].get('msg', 'invalid')}"
             ) from None
     return leads
+
+
+CAMPAIGN_NOT_FOUND_HINT = (
+    "check the campaign id (cam_…, the end of the campaign's URL in lemlist) and that this "
+    "API key belongs to the campaign's team"
+)
+
+
+def _add_campaign_hint(exc: LemlistError) -> None:
+    """lemlist's "Campaign not found": say what to check (unless the error has its own hint)."""
+    if isinstance(exc, LemlistNotFoundError) and exc.hint is None:
+        exc.hint = CAMPAIGN_NOT_FOUND_HINT
 
 
 def _route_missing(exc: LemlistError) -> bool:

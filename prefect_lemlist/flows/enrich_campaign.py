@@ -42,6 +42,31 @@ async def enrich_campaign(
         ValueError: bad parameters or missing credentials (before any paid request).
         InsufficientCreditsError: the run could cost more than allowed (nothing spent).
         LemlistError: lemlist refused the export, the credit check, or the key mid-run.
+
+    Examples:
+        What would it cost, then a trial on 5 leads, with a saved credentials block:
+
+        ```python
+        import asyncio
+
+        from prefect_lemlist import EnrichmentOptions
+        from prefect_lemlist.flows import enrich_campaign
+
+        dry_run = EnrichmentOptions(dry_run=True)
+        plan = asyncio.run(enrich_campaign("cam_XXXXXXXXXXXXXXXXX", "lemlist", options=dry_run))
+        print(plan.to_start, plan.max_credit_cost)
+        summary = asyncio.run(
+            enrich_campaign(
+                "cam_XXXXXXXXXXXXXXXXX",
+                "lemlist",
+                options=EnrichmentOptions(find_email=True, verify_email=True, limit=5),
+            )
+        )
+        print(summary.counts, summary.csv_path)
+        ```
+
+        The same from a shell: `prefect-lemlist enrich-campaign cam_XXXXXXXXXXXXXXXXX --block
+        lemlist --verify-email --limit 5`.
     """
     return await interruptible(  # type: ignore[return-value]  # Cancelled: Prefect ends the run with it
         _enrich_campaign(campaign_id, credentials_block, state, options, lead_ids)

@@ -47,6 +47,33 @@ async def enrich_contacts(
     Raises:
         ValueError: not exactly one input, an unreadable file, or missing credentials.
         InsufficientCreditsError: the run could cost more than allowed (nothing spent).
+
+    Examples:
+        A people file, results by webhook, with a saved credentials block:
+
+        ```python
+        import asyncio
+
+        from prefect_lemlist import ContactOptions
+        from prefect_lemlist.flows import enrich_contacts
+
+        summary = asyncio.run(
+            enrich_contacts(
+                path="people.csv",
+                credentials_block="lemlist",
+                options=ContactOptions(find_email=True, collection="webhook"),
+            )
+        )
+        print(summary.counts, summary.csv_path)
+        ```
+
+        People given from Python (dicts or `Contact`s), LinkedIn enrichment only:
+
+        ```python
+        people = [{"linkedinUrl": "https://www.linkedin.com/in/someone"}]
+        options = ContactOptions(find_email=False, linkedin_enrichment=True)
+        asyncio.run(enrich_contacts(contacts=people, credentials_block="lemlist", options=options))
+        ```
     """
     return await interruptible(_enrich_contacts(path, contacts, credentials_block, options))  # type: ignore[return-value]  # Cancelled: Prefect ends the run with it
 

@@ -38,6 +38,18 @@ def export_columns(worklist: Worklist, flags: EnrichmentFlags) -> list[str]:
     return [f"input_{c}" if c in taken else c for c in worklist.columns] + results
 
 
+def table_columns(columns: list[str]) -> list[str]:
+    """The columns of the results table a person reads (the Prefect UI's artifact): `status`,
+    then the found values and the workflows' statuses, then the rest in export order (the input
+    columns, `enrichment_id`, `error`, `note`). The export files keep `export_columns`' order."""
+    if "status" not in columns:
+        return columns
+    after = columns[columns.index("status") + 1 :]
+    found = [column for column in after if column not in TRAILING_COLUMNS]
+    first = ["status", *found]
+    return first + [column for column in columns if column not in first]
+
+
 def export_rows(
     worklist: Worklist, outcomes: Mapping[str, Outcome], flags: EnrichmentFlags
 ) -> Iterator[dict[str, str | None]]:

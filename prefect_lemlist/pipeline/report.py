@@ -23,6 +23,7 @@ from prefect.artifacts import (
 )
 from pydantic import BaseModel, Field
 
+from prefect_lemlist.pipeline.export import table_columns
 from prefect_lemlist.pipeline.worklist import RejectedInput, Source
 
 TABLE_PAGE_ROWS = 500
@@ -51,6 +52,7 @@ class PipelineSummary(BaseModel):
         input_rows: rows read (every one is in the export).
         selected: distinct leads or people to enrich.
         not_needed: campaign leads that already had the data.
+        left_out: campaign leads a trial (`limit`) left out of the run and of the export.
         rejected: the first rejected rows (all of them: `rejected_path`).
         rejected_count: how many rows were rejected.
         to_start: enrichments to start (dry run: that would be started).
@@ -77,6 +79,7 @@ class PipelineSummary(BaseModel):
     input_rows: int = 0
     selected: int
     not_needed: int = 0
+    left_out: int = 0
     rejected: list[RejectedInput] = Field(default_factory=list)
     rejected_count: int = 0
     to_start: int = 0
@@ -107,6 +110,32 @@ class PipelineSummary(BaseModel):
         return self.credits_before - self.credits_after
 
     @property
+    def row_breakdown(self) -> dict[str, int]:
+        """The rows by what the run made of them (the parts add up to `total_rows`): to enrich
+        (distinct leads or people), not needing it, rejected, then the other rows: repeats of
+        an earlier row (enriched once), rows a trial did not start, unknown emails."""
+        parts = {
+            "to enrich": self.selected,
+            "not needing it": self.not_needed,
+            "rejected": self.rejected_count,
+        }
+        rest = max(self.input_rows - self.selected - self.rejected_count, 0)
+        for status, label in _OTHER_ROWS:
+            parts[label] = count = min(self.counts.get(status, 0), rest)
+            rest -= count
+        parts["repeats" if self.counts else "repeats or not started or not in lemlist"] = rest
+        parts["left out by the trial limit"] = self.left_out
+        return parts
+
+    @property
+    def total_rows(self) -> int:
+        """Every row the run looked at: the input's rows, and a campaign's leads that did not
+        need enriching or that a trial left out (neither is in the export)."""
+        return max(self.input_rows, self.selected + self.rejected_count) + (
+            self.not_needed + self.left_out
+        )
+
+    @property
     def requests_per_lead(self) -> float:
         """API requests per selected lead or person."""
         return self.requests_made / self.selected if self.selected else 0.0
@@ -119,8 +148,7 @@ def render_summary(summary: PipelineSummary) -> str:
         f"# lemlist enrichment: {summary.source}",
         "",
         f"- workflows: {', '.join(summary.workflows)}" + (" (dry run)" if summary.dry_run else ""),
-        f"- rows: {summary.input_rows} ({summary.selected} to enrich, "
-        f"{summary.not_needed} not needing it, {summary.rejected_count} rejected)",
+        f"- rows: {summary.total_rows} ({_breakdown_text(summary)})",
         f"- {what}: {summary.started if not summary.dry_run else summary.to_start}; "
         f"from earlier runs (no new charge): {summary.recalled_from_ledger}"
         + (
@@ -158,6 +186,17 @@ def render_summary(summary: PipelineSummary) -> str:
         if summary.rejected_count > 20:
             lines.append(f"- … and {summary.rejected_count - 20} more")
     return "\n".join(lines)
+
+
+_OTHER_ROWS = (("not_started", "not started (trial limit)"), ("not_in_lemlist", "not in lemlist"))
+_ALWAYS_SHOWN = ("to enrich", "not needing it", "rejected")
+
+
+def _breakdown_text(summary: PipelineSummary) -> str:
+    parts = summary.row_breakdown
+    return ", ".join(
+        f"{count} {label}" for label, count in parts.items() if count or label in _ALWAYS_SHOWN
+    )
 
 
 def _credits_text(summary: PipelineSummary) -> str:
@@ -278,7 +317,11 @@ async def publish(
     await acreate_markdown_artifact(
         text, key=f"lemlist-summary-{source.slug}", description=f"lemlist: {source.label}"
     )
-    shown = rows[: TABLE_PAGE_ROWS * TABLE_MAX_PAGES]
+    order = table_columns(list(rows[0])) if rows else []
+    shown = [
+        {column: row.get(column) for column in order}
+        for row in rows[: TABLE_PAGE_ROWS * TABLE_MAX_PAGES]
+    ]
     pages = max(1, -(-len(shown) // TABLE_PAGE_ROWS))
     for page in range(pages):
         suffix = "" if page == 0 else f"-page-{page + 1}"

@@ -84,6 +84,7 @@ class Worklist:
         rows: every input row, in input order.
         items: item key -> what to enrich (a `LeadId` or a `Contact`), in first-seen order.
         not_needed: campaign leads left out because they already have the data.
+        left_out: campaign leads a trial (`limit`) dropped (see `limit`).
     """
 
     source: Source
@@ -91,6 +92,7 @@ class Worklist:
     rows: list[Row] = field(default_factory=list)
     items: dict[str, Any] = field(default_factory=dict)
     not_needed: int = 0
+    left_out: int = 0
 
     def add(self, row: Row, item: Any = None) -> None:
         """Append a row; its item is added once (later rows with the same key fan out)."""
@@ -130,6 +132,7 @@ class Worklist:
         for row in self.rows:
             if row.key is not None and row.key not in kept:
                 if drop_others:
+                    self.left_out += 1
                     continue
                 row.key, row.status = None, "not_started"
                 row.reason = f"not in this trial (limit {count})"

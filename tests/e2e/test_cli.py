@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import os
 import re
 import signal
@@ -27,8 +28,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
 
-from prefect_lemlist.cli import build_parser
+from prefect_lemlist.cli import FLAG_ALIASES, _quiet_engine_services, build_parser, option_flags
 from prefect_lemlist.credentials import LemlistCredentials
+from prefect_lemlist.pipeline.options import ContactOptions, EnrichmentOptions, WebhookSettings
+from prefect_lemlist.pipeline.report import PipelineSummary
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 from prefect_lemlist.sandbox.__main__ import build_parser as sandbox_parser
 
@@ -48,6 +51,7 @@ STAMPED_NAME = r"\d{8}T\d{6}Z(-\d+)?"
 FAST = {"enrichment_seconds": (0.2, 0.6)}
 SECRET = "sandbox-secret-" + "7c1e5a9b3d2f4680"  # keys that must never be printed
 WRONG = "wrong-secret-" + "a1b2c3d4e5f60718"
+ENGINE_NOISE = ("EventsWorker", "Still processing items", "database is locked", "OperationalError")
 TEST_ONLY_VARIABLES = (
     "PREFECT_TEST_MODE",
     "PREFECT_UNIT_TEST_MODE",
@@ -129,6 +133,8 @@ def one_error(result: Result, code: int | set[int]) -> tuple[str, str | None]:
     hints = [line for line in result.stderr.splitlines() if line.startswith("hint: ")]
     assert len(errors) == 1, result
     assert len(hints) <= 1, result
+    for noise in ENGINE_NOISE:  # Prefect's own chatter stays off the terminal
+        assert noise not in result.output, (noise, result)
     assert "error:" not in result.stdout, result
     message = errors[0].removeprefix("error: ")
     assert message.strip(), result
@@ -143,8 +149,19 @@ def repeated_lines(output: str) -> dict[str, int]:
     return {line: n for line, n in counts.items() if n > 1}
 
 
+def summary_of(result: Result) -> PipelineSummary:
+    """The run's summary, as `--json` printed it (the whole of stdout)."""
+    return PipelineSummary.model_validate_json(result.stdout)
+
+
 def summary_paths(stdout: str) -> dict[str, list[str]]:
-    """The paths of the summary's `- export:` and `- rejected rows:` lines."""
+    """The export paths of a summary: `--json`'s fields, or the markdown's `- export:` and
+    `- rejected rows:` lines."""
+    if stdout.lstrip().startswith("{"):
+        summary = PipelineSummary.model_validate_json(stdout)
+        exports = (summary.csv_path, summary.jsonl_path, summary.parquet_path)
+        rejected = [summary.rejected_path] if summary.rejected_path else []
+        return {"export": [path for path in exports if path], "rejected": rejected}
     found: dict[str, list[str]] = {"export": [], "rejected": []}
     for line in stdout.splitlines():
         if line.startswith("- export:"):
@@ -154,8 +171,21 @@ def summary_paths(stdout: str) -> dict[str, list[str]]:
     return found
 
 
-def assert_successful_run(result: Result) -> None:
-    """Exit 0; stdout is the summary (printed once, last); no line printed twice."""
+def assert_successful_run(result: Result) -> PipelineSummary:
+    """Exit 0; stdout is the `--json` summary and nothing else; no line printed twice."""
+    assert result.code == 0, result
+    assert "Traceback" not in result.output, result
+    summary = summary_of(result)  # the whole of stdout is the summary
+    assert summary.csv_path or summary.jsonl_path or summary.parquet_path, result
+    assert SUMMARY_HEADING not in result.output, result  # not the markdown too
+    assert repeated_lines(result.stderr) == {}, result
+    for noise in ENGINE_NOISE:
+        assert noise not in result.output, (noise, result)
+    return summary
+
+
+def assert_markdown_summary(result: Result) -> None:
+    """Exit 0; stdout is the markdown summary (printed once, last); no line printed twice."""
     assert result.code == 0, result
     assert "Traceback" not in result.output, result
     assert result.output.count(SUMMARY_HEADING) == 1, result
@@ -252,11 +282,151 @@ def test_every_option_of_every_command_has_help_text():
                 assert action.option_strings[0] in text, (command, action.option_strings)
 
 
+FLOW_COMMANDS = [
+    ("enrich-campaign", EnrichmentOptions, ["cam_Trial0001"]),
+    ("enrich-leads", EnrichmentOptions, ["lea_Trial0001"]),
+    ("enrich-contacts", ContactOptions, ["people.csv"]),
+]
+KEPT_FLAGS = (  # the flag names users rely on
+    "--find-email",
+    "--no-find-email",
+    "--verify-email",
+    "--linkedin-enrichment",
+    "--find-phone",
+    "--force",
+    "--dry-run",
+    "--max-credits",
+    "--limit",
+    "--collection",
+    "--collect-timeout",
+    "--webhook-public-url",
+    "--webhook-port",
+    "--confirm-webhooks",
+    "--output-dir",
+    "--output-name",
+    "--format",
+)
+
+
+def _sub_parser(command: str) -> argparse.ArgumentParser:
+    return build_parser()._subparsers._group_actions[0].choices[command]
+
+
+@pytest.mark.parametrize(("command", "model", "positional"), FLOW_COMMANDS)
+def test_the_flow_flags_and_their_help_come_from_the_options_model(command, model, positional):
+    by_flag = {
+        flag: action for action in _sub_parser(command)._actions for flag in action.option_strings
+    }
+    fields = {name: field for name, field in model.model_fields.items() if name != "webhook"}
+    fields |= {f"webhook.{name}": field for name, field in WebhookSettings.model_fields.items()}
+    flags = {option.path: option.flag for option in option_flags(model)}
+    assert sorted(flags) == sorted(fields)  # every field is a flag, and nothing else is
+    for path, flag in flags.items():
+        assert flag == "--" + FLAG_ALIASES.get(path, path.replace(".", "-").replace("_", "-"))
+        description = (fields[path].description or "").rstrip(".")
+        assert by_flag[flag].help.startswith(description), (flag, by_flag[flag].help)
+    for flag in KEPT_FLAGS:
+        assert flag in by_flag, flag
+    size = "--batch-size" if model is EnrichmentOptions else "--bulk-size"
+    assert size in by_flag and ({"--batch-size", "--bulk-size"} - {size}).isdisjoint(by_flag)
+    # the defaults, choices and bounds shown are the model's
+    assert "default: 600" in by_flag["--collect-timeout"].help
+    assert "default: lemlist-output" in by_flag["--output-dir"].help
+    assert "default: on" in by_flag["--find-email"].help
+    assert "default: csv, jsonl" in by_flag["--format"].help
+    assert "at least 1" in by_flag["--limit"].help
+    assert by_flag["--confirm-webhooks"].choices == ["when_unclear", "always", "never"]
+    bound = model.model_fields[size.removeprefix("--").replace("-", "_")].metadata
+    assert f"at most {next(m.le for m in bound if getattr(m, 'le', None))}" in by_flag[size].help
+
+
+@pytest.mark.parametrize(("command", "model", "positional"), FLOW_COMMANDS)
+def test_the_flags_map_back_to_the_options_fields(command, model, positional):
+    from prefect_lemlist.cli import _options
+
+    args = _sub_parser(command).parse_args(
+        [
+            *positional,
+            "--no-find-email",
+            "--verify-email",
+            "--dry-run",
+            "--limit",
+            "5",
+            "--max-credits",
+            "12.5",
+            "--collection",
+            "webhook",
+            "--collect-timeout",
+            "30",
+            "--webhook-port",
+            "8080",
+            "--webhook-public-url",
+            "https://tunnel.example.test",
+            "--confirm-webhooks",
+            "always",
+            "--output-dir",
+            "out",
+            "--output-name",
+            "trial",
+            "--format",
+            "csv",
+            "--format",
+            "parquet",
+        ]
+    )
+    options = _options(args, model)
+    assert isinstance(options, model)
+    assert (options.find_email, options.verify_email, options.dry_run) == (False, True, True)
+    assert (options.limit, options.max_credits, options.collection) == (5, 12.5, "webhook")
+    assert options.collect_timeout_seconds == 30.0
+    assert options.webhook.port == 8080 and options.webhook.confirm == "always"
+    assert options.webhook.public_url == "https://tunnel.example.test"
+    assert (options.output_dir, options.output_name) == ("out", "trial")
+    assert options.formats == ["csv", "parquet"]
+    assert not options.force  # unset flags keep the model's defaults
+    defaults = _options(_sub_parser(command).parse_args(positional), model)
+    assert defaults == model()
+
+
+def test_the_top_level_help_is_quick_and_does_not_import_prefect():
+    code = (
+        "import contextlib, io, sys\n"
+        "from prefect_lemlist.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout  # the flow options are built on demand
+
+
+def test_debug_goes_before_or_after_the_command():
+    parser = build_parser()
+    assert parser.parse_args(["--debug", "enrich-campaign", "cam_1"]).debug is True
+    assert parser.parse_args(["enrich-campaign", "cam_1", "--debug"]).debug is True
+    assert not getattr(parser.parse_args(["enrich-campaign", "cam_1"]), "debug", False)
+    assert parser.parse_args(["save-credentials", "--debug"]).debug is True
+
+
+def test_prefects_services_stay_quiet_unless_debug():
+    _quiet_engine_services()
+    for name in ("EventsWorker", "APILogWorker"):
+        assert not logging.getLogger(name).isEnabledFor(logging.WARNING)
+        assert logging.getLogger(name).isEnabledFor(logging.ERROR)
+
+
 def test_sandbox_command_passes_its_options_to_the_sandbox(tmp_path):
     people = tmp_path / "people.csv"
     shown = run_cli(["sandbox", "--help"], cli_env(), timeout=60)  # as `--help` advertises
     assert shown.code == 0, shown
     assert "--leads" in shown.stdout, shown
+    assert shown.stdout.startswith("usage: prefect-lemlist sandbox"), shown  # not `python -m`
+    assert "python -m" not in shown.stdout, shown
+    assert "(default: 200)" in shown.stdout and "(default: 8787)" in shown.stdout, shown
+    wrong = run_cli(["sandbox", "--leads", "many"], cli_env(), timeout=60)
+    assert wrong.code == 2 and "prefect-lemlist sandbox: error:" in wrong.stderr, wrong
     written = run_cli(
         ["sandbox", "--no-serve", "--people", "3", "--people-file", str(people)],
         cli_env(),
@@ -315,7 +485,18 @@ def _failures(tmp: Path) -> dict[str, Failure]:
             env={"LEMLIST_API_KEY": WRONG},
         ),
         "unknown-campaign": Failure(
-            ["enrich-campaign", "cam_NoSuchCampaign0001"], 1, ("404", "Campaign not found")
+            ["enrich-campaign", "cam_NoSuchCampaign0001"],
+            1,
+            ("404", "Campaign not found"),
+            "check the campaign id",
+        ),
+        "malformed-campaign-id": Failure(
+            ["enrich-campaign", "cam_../team/credits"],
+            2,
+            ("campaign id", "not valid"),
+            "cam_",
+            flow_run=False,
+            max_seconds=15.0,
         ),
         "missing-block": Failure(
             ["enrich-campaign", "{campaign}", "--block", "nope"], 1, ("'nope'",), "save-credentials"
@@ -407,7 +588,7 @@ async def test_ctrl_c_exits_130_records_cancelled_and_the_same_command_resumes(t
     with run_sandbox(config) as lemlist:
         selected = {lead.lead_id for lead in lemlist.leads if not lead.email}
         command = [sys.executable, "-m", "flows.enrich_campaign", lemlist.campaign_id]
-        command += ["--output-dir", str(out), "--collection", "webhook"]
+        command += ["--output-dir", str(out), "--collection", "webhook", "--json"]
         process = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -447,9 +628,8 @@ async def test_ctrl_c_exits_130_records_cancelled_and_the_same_command_resumes(t
         again = run_cli(command[1:], cli_env(lemlist), command=[sys.executable])
         stats = lemlist.stats()
 
-    assert_successful_run(again)
-    recalled = re.search(r"from earlier runs \(no new charge\): (\d+)", again.stdout)
-    assert recalled and int(recalled.group(1)) >= 1, again
+    summary = assert_successful_run(again)
+    assert summary.recalled_from_ledger >= 1, again
     assert max(stats.enrichments_started_by_lead.values()) == 1  # nothing started twice
     exports = list(out.glob("*.csv"))
     assert len(exports) == 1, exports
@@ -459,7 +639,7 @@ async def test_ctrl_c_exits_130_records_cancelled_and_the_same_command_resumes(t
     # collects them (no lead is re-sent after an interruption and left without its result)
     lost = [row for row in rows if "cannot be recovered" in row["note"]]
     assert not lost, lost
-    assert "re-sent once without force" not in again.stdout
+    assert "re-sent once without force" not in again.stdout  # no row says so (--json: rows)
     states = {run.state.type.value for run in await flow_runs_for(out)}
     assert states == {"CANCELLED", "COMPLETED"}
 
@@ -605,6 +785,33 @@ async def test_save_credentials_refuses_a_wrong_key_unless_no_check_and_a_url_wi
         await LemlistCredentials.aload(bad_url_name)
 
 
+def test_save_credentials_on_the_default_local_api_is_quiet(tmp_path):
+    """No PREFECT_API_URL and Prefect's defaults (analytics on): the CLI's own local API saves
+    the block; no telemetry traceback (`database is locked`), no engine line, and the errors
+    that need no API come at once."""
+    name = _block_name()
+    env = cli_env(
+        PREFECT_API_URL=None,
+        PREFECT_SERVER_ANALYTICS_ENABLED=None,
+        PREFECT_HOME=str(tmp_path / "home"),
+        PREFECT_SERVER_EPHEMERAL_ENABLED="true",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        LEMLIST_API_KEY=SECRET,
+    )
+    saved = run_cli(["save-credentials", name, "--no-check"], env)
+    again = run_cli(["save-credentials", name, "--no-check"], env)
+    no_key = run_cli(["save-credentials", name], {**env, "LEMLIST_API_KEY": ""})
+
+    _secrets_hidden(saved, again, no_key)
+    assert saved.code == 0, saved
+    assert saved.stderr == "", saved  # not one line of Prefect's
+    assert [line.split()[0] for line in saved.stdout.splitlines()] == ["Saved", "Use"], saved
+    message, hint = one_error(again, 1)
+    assert "already exists" in message and hint and "--overwrite" in hint, again
+    one_error(no_key, 2)
+    assert no_key.seconds < 10, no_key  # refused before any Prefect API is started
+
+
 # ----------------------------------------------------------------------------- results
 
 
@@ -631,7 +838,7 @@ def leads_file_runs(tmp_path_factory):
             csv.writer(handle).writerows(lines)
         env = cli_env(lemlist)
         base = ["enrich-leads", "--csv", "crm-export.csv", "--collection", "webhook"]
-        runs = {"a": run_cli([*base, "--output-dir", "out"], env, cwd=work)}
+        runs = {"a": run_cli([*base, "--output-dir", "out", "--json"], env, cwd=work)}
         # an earlier export made in "the same second" as the next run: the next run's default
         # name must not reuse it (placeholders for every second the run may end in)
         now = datetime.now(timezone.utc)
@@ -642,9 +849,10 @@ def leads_file_runs(tmp_path_factory):
             if not path.exists():
                 path.write_text("earlier export\n")
                 placeholders[path] = "earlier export\n"
-        runs["b"] = run_cli([*base, "--output-dir", "out"], env, cwd=work)
+        runs["b"] = run_cli([*base, "--output-dir", "out"], env, cwd=work)  # markdown summary
         named = [*base, "--output-dir", str(work / "named"), "--output-name", "trial"]
-        runs["named"] = run_cli([*named, "--format", "csv", "--format", "parquet"], env, cwd=work)
+        named += ["--format", "csv", "--format", "parquet", "--json"]
+        runs["named"] = run_cli(named, env, cwd=work)
         stats = lemlist.stats()
     return {"work": work, "runs": runs, "placeholders": placeholders, "stats": stats}
 
@@ -652,7 +860,10 @@ def leads_file_runs(tmp_path_factory):
 def test_leads_file_export_keeps_every_input_column_and_rejects_bad_rows(leads_file_runs):
     result = leads_file_runs["runs"]["a"]
     work = leads_file_runs["work"]
-    assert_successful_run(result)
+    summary = assert_successful_run(result)
+    assert (summary.input_rows, summary.selected, summary.rejected_count) == (5, 2, 2), summary
+    assert summary.total_rows == sum(summary.row_breakdown.values()) == 5
+    assert summary.row_breakdown["repeats"] == 1  # the same lead twice: enriched once
     paths = summary_paths(result.stdout)
     csv_path = next(Path(p) for p in paths["export"] if p.endswith(".csv"))
     rows = read_csv(csv_path)
@@ -677,7 +888,10 @@ def test_summary_paths_are_absolute_and_default_names_carry_input_and_time(leads
     work = leads_file_runs["work"]
     for key in ("a", "b"):
         result = leads_file_runs["runs"][key]
-        assert_successful_run(result)
+        if key == "a":
+            assert_successful_run(result)
+        else:
+            assert_markdown_summary(result)
         paths = summary_paths(result.stdout)
         assert len(paths["export"]) == 2 and len(paths["rejected"]) == 1, result
         for path in (*paths["export"], *paths["rejected"]):
@@ -709,6 +923,7 @@ def test_output_name_and_parquet_export_hold_the_csv_rows(leads_file_runs):
     result = leads_file_runs["runs"]["named"]
     named = (leads_file_runs["work"] / "named").resolve()
     assert_successful_run(result)
+    assert summary_of(result).parquet_path == str(named / "trial.parquet")
     paths = summary_paths(result.stdout)
     assert sorted(paths["export"]) == [str(named / "trial.csv"), str(named / "trial.parquet")]
     assert paths["rejected"] == [str(named / "trial.rejected.csv")]
@@ -733,7 +948,7 @@ def test_a_parquet_only_export_never_overwrites_one_of_the_same_second(tmp_path)
             path.write_bytes(b"earlier export")
             earlier.append(path)
         args = ["enrich-leads", "--csv", str(people), "--format", "parquet"]
-        args += ["--output-dir", str(out), "--collection", "webhook"]
+        args += ["--output-dir", str(out), "--collection", "webhook", "--json"]
         result = run_cli(args, cli_env(lemlist))
     assert_successful_run(result)
     overwritten = [path.name for path in earlier if path.read_bytes() != b"earlier export"]
@@ -748,10 +963,15 @@ def test_limit_starts_at_most_n_enrichments(tmp_path):
         needing = [lead for lead in lemlist.leads if not lead.email]
         assert len(needing) > 3
         args = ["enrich-campaign", lemlist.campaign_id, "--limit", "3"]
-        args += ["--output-dir", str(tmp_path), "--collection", "webhook"]
+        args += ["--output-dir", str(tmp_path), "--collection", "webhook", "--json"]
         result = run_cli(args, cli_env(lemlist))
         stats = lemlist.stats()
-    assert_successful_run(result)
+        with_email = sum(1 for lead in lemlist.leads if lead.email)
+    summary = assert_successful_run(result)
+    assert summary.selected == summary.input_rows == 3, summary  # the trial's 3 leads only
+    assert summary.not_needed == with_email, summary
+    # the summary adds up: rows = to enrich + not needing it + rejected (+ left out by --limit)
+    assert summary.total_rows == sum(summary.row_breakdown.values()), summary
     assert 1 <= sum(stats.enrich_posts_by_lead.values()) <= 3, stats.enrich_posts_by_lead
     assert stats.enrichments_started <= 3
     exports = list(tmp_path.glob("*.csv"))
@@ -772,7 +992,7 @@ def lead_id_trial(tmp_path_factory):
         args = ["enrich-campaign", lemlist.campaign_id, "--output-dir", str(out)]
         for lead_id in [*chosen, UNKNOWN_LEAD]:
             args += ["--lead-id", lead_id]
-        result = run_cli([*args, "--collection", "webhook"], cli_env(lemlist))
+        result = run_cli([*args, "--collection", "webhook", "--json"], cli_env(lemlist))
         stats = lemlist.stats()
     return {"result": result, "stats": stats, "chosen": chosen, "out": out}
 
@@ -790,15 +1010,16 @@ def test_lead_id_enriches_only_those_leads_and_reports_an_unknown_one(lead_id_tr
     assert by_id[UNKNOWN_LEAD]["status"] == "rejected"
     assert "not a lead of campaign" in by_id[UNKNOWN_LEAD]["error"], by_id[UNKNOWN_LEAD]
     assert len(paths["rejected"]) == 1 and len(read_csv(paths["rejected"][0])) == 1
-    assert "1 rejected" in result.stdout
+    assert summary_of(result).rejected_count == 1
 
 
 def test_an_unknown_lead_id_is_named_in_the_rejected_file_and_summary(lead_id_trial):
     result = lead_id_trial["result"]
     rejected = read_csv(summary_paths(result.stdout)["rejected"][0])
     assert [row["value"] for row in rejected] == [UNKNOWN_LEAD]
-    listed = result.stdout.split("Rejected inputs", 1)[1]
-    assert UNKNOWN_LEAD in listed, result
+    listed = summary_of(result).rejected
+    assert [item.value for item in listed] == [UNKNOWN_LEAD], result
+    assert "not a lead of campaign" in listed[0].reason, result
 
 
 # ----------------------------------------------------------------------------- the main job

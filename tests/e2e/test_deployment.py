@@ -41,8 +41,9 @@ async def test_deploy_then_worker_runs_enrich_leads(tmp_path):
         }
         prefect_cli("work-pool", "create", "lemlist-pool", "--type", "process", env=env)
         prefect_cli("--no-prompt", "deploy", "--name", "enrich-leads", env=env)
+        leads_file = tmp_path / "leads.csv"
+        leads_file.write_text("lead_id\n" + "\n".join(lead_ids) + "\n", encoding="utf-8")
         params = {
-            "lead_ids": lead_ids,
             "options": {
                 "output_dir": str(tmp_path),
                 "output_name": "deployed",
@@ -53,6 +54,8 @@ async def test_deploy_then_worker_runs_enrich_leads(tmp_path):
             "deployment",
             "run",
             "enrich-leads/enrich-leads",
+            "-p",
+            f"path={leads_file}",  # the input file is `path`, as for enrich-contacts
             "--params",
             json.dumps(params),
             env=env,

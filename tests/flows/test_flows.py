@@ -16,6 +16,7 @@ from prefect_lemlist import (
 )
 from prefect_lemlist.flows import enrich_campaign, enrich_leads
 from prefect_lemlist.pipeline import EnrichmentOptions
+from prefect_lemlist.pipeline.outcomes import result_columns
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 
 EXPECTED_FIND_EMAIL = {
@@ -117,6 +118,9 @@ async def test_artifacts_summary_table_and_progress(tmp_path):
     table = by_key[f"lemlist-results-{slug}"].data
     table_rows = json.loads(table) if isinstance(table, str) else table
     assert len(table_rows) == summary.selected
+    found = result_columns(options(tmp_path).flags)  # the status and what was found, first
+    assert list(table_rows[0])[: 1 + len(found)] == ["status", *found], list(table_rows[0])
+    assert next(iter(read_csv(summary.csv_path)[0])) == "lead_id"  # the export keeps its order
     progress = by_key[f"lemlist-progress-{slug}"]
     assert float(progress.data) == 100.0
     assert f"started {summary.selected}/{summary.selected}" in (progress.description or "")
@@ -204,7 +208,7 @@ async def test_enrich_leads_from_csv_reports_bad_rows(tmp_path):
             encoding="utf-8",
         )
         summary = await enrich_leads(
-            csv_path=str(path), credentials_block="flow-test-csv", options=options(tmp_path)
+            path=str(path), credentials_block="flow-test-csv", options=options(tmp_path)
         )
         stats = sandbox.stats()
     # bad rows are reported with their line and reason; a repeated id is not an error any
@@ -249,7 +253,17 @@ async def test_collector_timeout_reports_timed_out_with_enrichment_id(tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["no_flag", "negative_batch", "missing_csv", "unknown_block", "bad_base_url", "no_credentials"],
+    [
+        "no_flag",
+        "negative_batch",
+        "missing_csv",
+        "missing_csv_old_name",
+        "path_and_old_name",
+        "malformed_campaign_id",
+        "unknown_block",
+        "bad_base_url",
+        "no_credentials",
+    ],
 )
 async def test_invalid_parameters_fail_clearly_before_any_paid_request(tmp_path, case, monkeypatch):
     monkeypatch.delenv("LEMLIST_API_KEY", raising=False)
@@ -264,12 +278,22 @@ async def test_invalid_parameters_fail_clearly_before_any_paid_request(tmp_path,
         elif case == "negative_batch":
             kwargs["options"] = {"batch_size": -1}
             expected = "batch_size"
-        elif case == "missing_csv":
-            kwargs = {
-                "csv_path": str(tmp_path / "nope.csv"),
-                "credentials_block": "flow-test-params",
-            }
+        elif case in ("missing_csv", "missing_csv_old_name"):  # csv_path: deprecated `path`
+            name = "path" if case == "missing_csv" else "csv_path"
+            kwargs = {name: str(tmp_path / "nope.csv"), "credentials_block": "flow-test-params"}
             expected = "input file not found"
+        elif case == "path_and_old_name":
+            kwargs = {"path": "a.csv", "csv_path": "b.csv", "credentials_block": "flow-test-params"}
+            expected = "not both"
+        elif case == "malformed_campaign_id":
+            state = await enrich_campaign(
+                "cam_../team", "flow-test-params", options=options(tmp_path), return_state=True
+            )
+            stats = sandbox.stats()
+            assert state.is_failed()
+            assert "campaign id 'cam_../team' is not valid" in str(await _exception_of(state))
+            assert sum(stats.requests_by_route.values()) == 0  # nothing sent to lemlist
+            return
         elif case == "unknown_block":
             kwargs["credentials_block"] = "no-such-block"
             expected = "No LemlistCredentials block named 'no-such-block'"
@@ -317,6 +341,23 @@ def test_the_run_form_has_a_block_picker_and_a_filled_options_form():
         assert options["default"]["find_email"] is True  # a filled form, not a None toggle
         assert options["default"]["collection"] == "poll"
         assert "anyOf" not in options
+    # one name for an input file across the flows (`-p path=...` on either deployment)
+    for flow_ in (enrich_leads, enrich_contacts):
+        assert "path" in parameter_schema(flow_.fn).model_dump()["properties"], flow_.name
+
+
+async def test_the_old_csv_path_parameter_still_works_with_a_deprecation_warning(tmp_path):
+    with run_sandbox(SandboxConfig(leads=10, seed=21, **FAST)) as sandbox:
+        await save_block(sandbox, "flow-test-old-name")
+        path = tmp_path / "ids.csv"
+        path.write_text(f"lead_id\n{sandbox.leads[0].lead_id}\n", encoding="utf-8")
+        with pytest.warns(DeprecationWarning, match="use `path`"):
+            summary = await enrich_leads(
+                csv_path=str(path),
+                credentials_block="flow-test-old-name",
+                options=options(tmp_path, dry_run=True),
+            )
+    assert summary.input_rows == 1 and summary.source.endswith("ids.csv")
 
 
 async def test_a_block_reference_from_the_ui_and_the_rows_in_the_result(tmp_path):
