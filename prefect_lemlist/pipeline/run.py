@@ -402,6 +402,7 @@ class EnrichmentRun:
             not_needed=worklist.not_needed,
             rejected=rejected[:100],
             rejected_count=len(rejected),
+            left_out=worklist.left_out,
             to_start=len(plan.to_start),
             recalled_from_ledger=plan.from_earlier_runs,
             resent_after_interruption=len(plan.resend),

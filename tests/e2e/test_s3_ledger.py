@@ -449,7 +449,7 @@ async def main():
     )
     together("leads")
     started = await enrich_leads(
-        csv_path=leads, credentials_block=creds,
+        path=leads, credentials_block=creds,
         options=EnrichmentOptions(output_name="leads", batch_size=25, **fast),
     )
     print("EXPORTS " + json.dumps([contacts.csv_path, started.csv_path]))

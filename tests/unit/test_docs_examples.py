@@ -12,7 +12,7 @@ import pytest
 from prefect_lemlist.api.client import LemlistClient
 from prefect_lemlist.flows import enrich_campaign, enrich_contacts, enrich_leads
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FENCED = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
