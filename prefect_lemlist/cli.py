@@ -16,13 +16,14 @@ import argparse
 import asyncio
 import logging
 import sys
-import types
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
+
+from prefect_lemlist.cli_flags import OPTION_DEST, flag_name, option_flags
+from prefect_lemlist.console import Console
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 RESUME_HINT = "re-run the same command to resume (nothing already started is started again)"
@@ -253,102 +254,6 @@ def _flow_options(parser: argparse.ArgumentParser, model_name: str) -> None:
         option.add_to(group)
 
 
-# ----------------------------------------------------------------------------- flags of the options
-
-FLAG_ALIASES = {
-    "collect_timeout_seconds": "collect-timeout",
-    "formats": "format",
-    "webhook.confirm": "confirm-webhooks",
-}
-"""The few flags whose name is not their field's (the field's path, dashed: `--webhook-port`)."""
-_DEST = "option:"  # namespace attributes of the options' flags: `option:webhook.port`
-_BOUNDS = (("ge", "at least"), ("gt", "more than"), ("le", "at most"), ("lt", "less than"))
-
-
-class OptionFlag:
-    """One field of an options model as a command-line flag.
-
-    Args:
-        path: the field's path in the model (`limit`, `webhook.port`).
-        field: the pydantic field (its description, default, bounds and type).
-    """
-
-    def __init__(self, path: str, field: FieldInfo) -> None:
-        self.path = path
-        self.field = field
-        self.kind = _without_none(field.annotation)
-        self.flag = flag_name(path)
-
-    def add_to(self, parser: Any) -> None:
-        """Declare the flag (unset, it is None and the field keeps its default)."""
-        parser.add_argument(
-            self.flag, dest=_DEST + self.path, default=None, help=self.help(), **self._kind()
-        )
-
-    def help(self) -> str:
-        """The field's description, then its default and bounds."""
-        text = (self.field.description or self.path.replace("_", " ")).rstrip(".")
-        facts = [
-            f"{word} {_shown(bound)}"
-            for meta in self.field.metadata
-            for attribute, word in _BOUNDS
-            if (bound := getattr(meta, attribute, None)) is not None
-        ]
-        default = self.field.get_default(call_default_factory=True)
-        if default is not None:
-            facts.insert(0, f"default: {_shown(default)}")
-        if get_origin(self.kind) is list:
-            facts.append("repeatable")
-        return (f"{text} ({'; '.join(facts)})" if facts else text).replace("%", "%%")
-
-    def _kind(self) -> dict[str, Any]:
-        if self.kind is bool:
-            return {"action": argparse.BooleanOptionalAction}
-        if get_origin(self.kind) is list:
-            return {"action": "append", **_value_kind(get_args(self.kind)[0], self.flag)}
-        return _value_kind(self.kind, self.flag)
-
-
-def option_flags(model: type[BaseModel], prefix: str = "") -> Iterator[OptionFlag]:
-    """The flags of an options model's fields, nested models' fields as `--<field>-<name>`."""
-    for name, field in model.model_fields.items():
-        kind = _without_none(field.annotation)
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            yield from option_flags(kind, f"{prefix}{name}.")
-        else:
-            yield OptionFlag(f"{prefix}{name}", field)
-
-
-def _without_none(annotation: Any) -> Any:
-    """`X` for `X | None`."""
-    if get_origin(annotation) in (Union, types.UnionType):
-        kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
-        return kinds[0] if len(kinds) == 1 else annotation
-    return annotation
-
-
-def _value_kind(kind: Any, flag: str) -> dict[str, Any]:
-    if get_origin(kind) is Literal:
-        return {"choices": list(get_args(kind))}
-    metavar = flag.rsplit("-", 1)[-1].upper()  # --webhook-port PORT, --output-dir DIR
-    return {"type": kind if kind in (int, float) else str, "metavar": metavar}
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    return str(value)
-
-
-def flag_name(path: str) -> str:
-    """The flag of an options field path (`collect_timeout_seconds` -> `--collect-timeout`)."""
-    return "--" + FLAG_ALIASES.get(path, path.replace(".", "-").replace("_", "-"))
-
-
 # ----------------------------------------------------------------------------- flow runs
 
 
@@ -356,9 +261,9 @@ def _options(args: argparse.Namespace, cls: type[BaseModel]) -> Any:
     """The flow's options from the flags (unset flags keep the model's defaults)."""
     fields: dict[str, Any] = {}
     for key, value in vars(args).items():
-        if not key.startswith(_DEST) or value is None:
+        if not key.startswith(OPTION_DEST) or value is None:
             continue
-        *parents, name = key.removeprefix(_DEST).split(".")
+        *parents, name = key.removeprefix(OPTION_DEST).split(".")
         target = fields
         for parent in parents:
             target = target.setdefault(parent, {})
@@ -496,7 +401,7 @@ def run_flow(start: Callable[[], Any], *, debug: bool = False, as_json: bool = F
         state = await start()
         return state, await state.aresult(raise_on_failure=False)
 
-    with local_api_unless_configured(), _Console(debug=debug):
+    with local_api_unless_configured(), Console(debug=debug):
         state, result = asyncio.run(run())
     if state.is_cancelled():
         _error("interrupted", RESUME_HINT)
@@ -525,101 +430,6 @@ def _error(message: str, hint: str | None = None) -> None:
     print(f"error: {message}", file=sys.stderr)
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
-
-
-class _Console:
-    """The terminal during a flow run: our own log lines, warnings, a progress bar on a TTY;
-    no tracebacks and no engine chatter (both still reach the flow run's logs)."""
-
-    def __init__(self, *, debug: bool) -> None:
-        self.debug = debug
-        self.bar = None if debug or not sys.stderr.isatty() else _ProgressBar()
-        self._filter = _ConsoleFilter(hide_progress=self.bar is not None)
-        self._handlers: list[logging.Handler] = []
-
-    def __enter__(self) -> _Console:
-        from prefect.logging.handlers import PrefectConsoleHandler
-
-        from prefect_lemlist.pipeline.report import add_progress_listener
-
-        if not self.debug:
-            loggers = [logging.getLogger(), logging.getLogger("prefect")]
-            self._handlers = [
-                h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)
-            ]
-            for handler in self._handlers:
-                handler.addFilter(self._filter)
-        if self.bar is not None:
-            add_progress_listener(self.bar.update)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        from prefect_lemlist.pipeline.report import remove_progress_listener
-
-        for handler in self._handlers:
-            handler.removeFilter(self._filter)
-        if self.bar is not None:
-            remove_progress_listener(self.bar.update)
-            self.bar.stop()
-
-
-_QUIET_LOGGERS = ("prefect_lemlist.client",)
-_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
-
-
-class _ConsoleFilter(logging.Filter):
-    """Keeps prefect-lemlist's lines and warnings; drops tracebacks, Prefect's INFO chatter,
-    failure lines the CLI reports itself, the client's retry notes (the error, if any, says what
-    happened), the summary (printed at the end) and, under a progress bar, the progress lines."""
-
-    def __init__(self, *, hide_progress: bool) -> None:
-        super().__init__()
-        self.hide_progress = hide_progress
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info or record.exc_text:
-            return False
-        if "Traceback (most recent call last)" in record.getMessage():
-            return False
-        kind = getattr(record, "lemlist_kind", None)
-        if kind is not None:
-            return kind != "summary" and not (kind == "progress" and self.hide_progress)
-        if record.name.startswith(_QUIET_LOGGERS):
-            return False  # retries the run recovers from (an error says what happened)
-        if record.name.startswith("prefect"):  # the engine: its warnings about the run only
-            return record.name in _RUN_LOGGERS and record.levelno == logging.WARNING
-        return True
-
-
-class _ProgressBar:
-    """A rich progress bar fed by the runs' progress events."""
-
-    def __init__(self) -> None:
-        self._progress: Any = None
-        self._task: Any = None
-        self._phase: str | None = None
-
-    def update(self, event: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        if self._progress is None:
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                transient=False,
-            )
-            self._progress.start()
-        if event.phase != self._phase and event.phase != "done":
-            self._phase = event.phase
-            text = "lemlist: starting" if event.phase == "start" else "lemlist: results"
-            self._task = self._progress.add_task(text, total=max(event.total, 1))
-        count = event.started if event.phase == "start" else event.finished
-        self._progress.update(self._task, completed=min(count, event.total))
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
 
 # ----------------------------------------------------------------------------- other commands

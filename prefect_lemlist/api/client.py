@@ -5,31 +5,30 @@ Everything else in prefect-lemlist (tasks, pipeline stages, flows) calls lemlist
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import random
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
+from prefect_lemlist.api.answers import (
+    add_campaign_hint,
+    bulk_results,
+    campaign_rows,
+    enrichment_id_of,
+    json_body,
+    route_missing,
+    skipped_result,
+)
 from prefect_lemlist.api.exceptions import (
     LemlistAuthError,
-    LemlistError,
     LemlistNotFoundError,
-    LemlistRateLimitError,
     LemlistResponseError,
-    LemlistServerError,
-    LemlistUnreachableError,
-    error_for_status,
 )
-from prefect_lemlist.api.headers import retry_after_seconds
 from prefect_lemlist.api.models import (
     BulkItemResult,
     CampaignLead,
@@ -42,6 +41,7 @@ from prefect_lemlist.api.models import (
     LeadByEmail,
     Team,
 )
+from prefect_lemlist.api.transport import Call, RequestSender, SendHook
 from prefect_lemlist.api.validation import CampaignId, EnrichmentId, LeadId, validate_http_url
 from prefect_lemlist.ratelimit import (
     LEMLIST_RATE_LIMIT,
@@ -57,19 +57,8 @@ DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS = 120.0
 BULK_MAX_ITEMS = 500
 USER_AGENT = "prefect-lemlist"
 
-# Transport errors raised before any byte of the request was written (no connection, DNS, TLS
-# handshake, no free connection in the pool): the request cannot have reached lemlist.
-_NOT_SENT_ERRORS = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.UnsupportedProtocol,
-)
-_MAX_ERROR_TEXT = 300
 
 logger = logging.getLogger("prefect_lemlist.client")
-
-SendHook = Callable[[], Awaitable[None]]
 
 
 class _RedactQueryFilter(logging.Filter):
@@ -108,23 +97,6 @@ def credentials_fingerprint(api_key: SecretStr | str, base_url: str) -> str:
     secret = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
     digest = hashlib.sha256(f"{base_url.rstrip('/')}\0{secret}".encode()).hexdigest()
     return digest[:16]
-
-
-@dataclass
-class _Call:
-    """One logical request: what to send and how to treat failures."""
-
-    method: str
-    path: str
-    params: Mapping[str, str] | None = None
-    json: Any = None
-    starts_paid_work: bool = False
-    accept: frozenset[int] = frozenset({200})
-    before_send: SendHook | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.method} /{self.path}"
 
 
 class LemlistClient:
@@ -226,18 +198,15 @@ class LemlistClient:
         self.budget: RequestBudget = budget_for(
             self.fingerprint, rate_limit, rate_window_seconds, global_rate_limit
         )
-        self.requests_sent = 0
-        self.requests_by_route: Counter[str] = Counter()
-        self._refusal: LemlistAuthError | None = None
+        self._sender = RequestSender(self.budget, self)
         self._transport = transport
-        self._http: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
         return f"LemlistClient(base_url={self.base_url!r}, key=<{self.fingerprint}>)"
 
     async def __aenter__(self) -> LemlistClient:
         _redact_httpx_logs()
-        self._http = httpx.AsyncClient(
+        self._sender.http = httpx.AsyncClient(
             base_url=self.base_url + "/",
             auth=httpx.BasicAuth("", self._api_key.get_secret_value()),
             timeout=httpx.Timeout(self.timeout_seconds),
@@ -252,14 +221,24 @@ class LemlistClient:
 
     async def aclose(self) -> None:
         """Close the underlying HTTP connections."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._sender.http is not None:
+            await self._sender.http.aclose()
+            self._sender.http = None
 
     @property
     def refused(self) -> LemlistAuthError | None:
         """The 401/403 that stopped this client, or None while the key works."""
-        return self._refusal
+        return self._sender.refusal
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests this client has sent (429s and failures included)."""
+        return self._sender.requests_sent
+
+    @property
+    def requests_by_route(self) -> Counter[str]:
+        """The same, per `METHOD /first-path-segment`."""
+        return self._sender.requests_by_route
 
     # ----------------------------------------------------------------------------- enrichment
 
@@ -308,8 +287,8 @@ class LemlistClient:
         params = _start_params(flags, webhook_url)
         if force:
             params["force"] = "true"
-        response = await self._request(
-            _Call(
+        response = await self._sender.send(
+            Call(
                 "POST",
                 _path("leads", lead, "enrich"),
                 params,
@@ -319,8 +298,8 @@ class LemlistClient:
             )
         )
         if response.status_code == 409:
-            return _skipped_result(lead, response)
-        enrichment_id = _enrichment_id(response, "POST /leads/{leadId}/enrich")
+            return skipped_result(lead, response)
+        enrichment_id = enrichment_id_of(response, "POST /leads/{leadId}/enrich")
         return EnrichLeadResult(lead_id=lead, enrichment_id=enrichment_id)
 
     async def enrich_contact(
@@ -356,10 +335,10 @@ class LemlistClient:
                 f"{missing.option} needs {missing.describe_inputs()} ({missing.missing_code})"
             )
         params.update(contact.lemlist_input())
-        response = await self._request(
-            _Call("POST", "enrich", params, starts_paid_work=True, before_send=before_send)
+        response = await self._sender.send(
+            Call("POST", "enrich", params, starts_paid_work=True, before_send=before_send)
         )
-        return EnrichmentStart(enrichment_id=_enrichment_id(response, "POST /enrich"))
+        return EnrichmentStart(enrichment_id=enrichment_id_of(response, "POST /enrich"))
 
     async def bulk_enrich(
         self,
@@ -409,8 +388,8 @@ class LemlistClient:
             }
             for index, contact in enumerate(contacts)
         ]
-        response = await self._request(
-            _Call(
+        response = await self._sender.send(
+            Call(
                 "POST",
                 _path("v2", "enrichments", "bulk"),
                 params,
@@ -419,8 +398,8 @@ class LemlistClient:
                 before_send=before_send,
             )
         )
-        return _bulk_results(
-            _json_body(response, "POST /v2/enrichments/bulk"), metadata, len(contacts)
+        return bulk_results(
+            json_body(response, "POST /v2/enrichments/bulk"), metadata, len(contacts)
         )
 
     async def get_enrichment(self, enrichment_id: str) -> Enrichment:
@@ -438,8 +417,8 @@ class LemlistClient:
             LemlistError: any other refusal.
         """
         path = _path("enrich", EnrichmentId.ensure(enrichment_id))
-        response = await self._request(_Call("GET", path, accept=frozenset({200, 202})))
-        body = _json_body(response, "GET /enrich/{enrichId}")
+        response = await self._sender.send(Call("GET", path, accept=frozenset({200, 202})))
+        body = json_body(response, "GET /enrich/{enrichId}")
         return Enrichment.from_polling(body, http_status=response.status_code)
 
     # ----------------------------------------------------------------------------- reads
@@ -472,8 +451,8 @@ class LemlistClient:
         try:
             rows = await self._export(("campaigns", campaign, "export", "leads"), params)
         except (LemlistNotFoundError, LemlistResponseError) as exc:
-            if not _route_missing(exc):
-                _add_campaign_hint(exc)
+            if not route_missing(exc):
+                add_campaign_hint(exc)
                 raise
             logger.warning(
                 "GET /campaigns/{id}/export/leads answered %s; trying lemlist's newer route "
@@ -483,15 +462,15 @@ class LemlistClient:
             try:
                 rows = await self._export(("v2", "campaigns", campaign, "export", "leads"), params)
             except (LemlistNotFoundError, LemlistResponseError) as second:
-                if _route_missing(second):
+                if route_missing(second):
                     raise exc from None
-                _add_campaign_hint(second)
+                add_campaign_hint(second)
                 raise
-        return _campaign_rows(rows)
+        return campaign_rows(rows)
 
     async def _export(self, segments: tuple[str, ...], params: dict[str, str]) -> Any:
-        response = await self._request(_Call("GET", _path(*segments), params))
-        return _json_body(response, "GET /campaigns/{id}/export/leads")
+        response = await self._sender.send(Call("GET", _path(*segments), params))
+        return json_body(response, "GET /campaigns/{id}/export/leads")
 
     async def get_credits(self) -> Credits:
         """The team's remaining credits: `GET /team/credits`.
@@ -499,8 +478,8 @@ class LemlistClient:
         Raises:
             LemlistError: lemlist refused or answered something else than a credit balance.
         """
-        response = await self._request(_Call("GET", _path("team", "credits")))
-        body = _json_body(response, "GET /team/credits")
+        response = await self._sender.send(Call("GET", _path("team", "credits")))
+        body = json_body(response, "GET /team/credits")
         try:
             return Credits.model_validate(body)
         except ValidationError:
@@ -515,8 +494,8 @@ class LemlistClient:
         Raises:
             LemlistError: lemlist refused or answered something else than a team.
         """
-        response = await self._request(_Call("GET", "team"))
-        body = _json_body(response, "GET /team")
+        response = await self._sender.send(Call("GET", "team"))
+        body = json_body(response, "GET /team")
         try:
             return Team.model_validate(body)
         except ValidationError:
@@ -540,131 +519,14 @@ class LemlistClient:
         checked = Contact(email=email).email
         assert checked is not None
         try:
-            response = await self._request(_Call("GET", _path("leads", checked), {"version": "v2"}))
+            response = await self._sender.send(
+                Call("GET", _path("leads", checked), {"version": "v2"})
+            )
         except LemlistNotFoundError:
             return []
-        body = _json_body(response, "GET /leads/{email}")
+        body = json_body(response, "GET /leads/{email}")
         items = body if isinstance(body, list) else [body]
         return [LeadByEmail.from_body(item) for item in items]
-
-    # ----------------------------------------------------------------------------- transport
-
-    async def _request(self, call: _Call) -> httpx.Response:
-        """Send one logical request through the budget, with 429 handling and retries.
-
-        Returns:
-            The response, its body read, with a status in `call.accept`.
-
-        Raises:
-            LemlistError: mapped from the final status or transport failure.
-        """
-        attempt = 0
-        rate_limit_waited = 0.0
-        while True:
-            attempt += 1
-            response = await self._send_once(call)
-            if isinstance(response, httpx.TransportError):
-                await self._after_transport_failure(call, response, attempt)
-                continue
-            status = response.status_code
-            if status == 429:
-                rate_limit_waited += await self._wait_after_429(call, response, rate_limit_waited)
-                attempt -= 1  # rate-limit waits do not use up the error-retry attempts
-                continue
-            if status >= 500:
-                await self._after_server_error(call, response, attempt)
-                continue
-            if status in call.accept:
-                return response
-            error = _error_from_response(response, call.label)
-            if isinstance(error, LemlistAuthError):
-                self._refusal = error
-            raise error
-
-    async def _send_once(self, call: _Call) -> httpx.Response | httpx.TransportError:
-        """One HTTP exchange inside a rate slot; a transport failure is returned, not raised."""
-        if self._http is None:
-            raise RuntimeError("use the client inside `async with`")
-        async with self.budget.slot():
-            if self._refusal is not None:  # refused while this request waited for its slot
-                raise self._refusal.copy_with(delivery="not_sent")
-            if call.before_send is not None:
-                await call.before_send()
-            self.requests_sent += 1
-            self.requests_by_route[f"{call.method} /{call.path.split('/')[0]}"] += 1
-            started = time.monotonic()
-            try:
-                response = await self._http.request(
-                    call.method, call.path, params=call.params, json=call.json
-                )
-            except httpx.TransportError as exc:
-                logger.debug(
-                    "%s failed after %.2fs: %r", call.label, time.monotonic() - started, exc
-                )
-                return exc
-        logger.debug("%s -> %s", call.label, response.status_code)
-        return response
-
-    async def _after_transport_failure(
-        self, call: _Call, failure: httpx.TransportError, attempt: int
-    ) -> None:
-        """Back off before the next attempt, or raise when none is allowed."""
-        reason = f"{type(failure).__name__}: {_transport_text(failure)}"
-        if call.starts_paid_work and not isinstance(failure, _NOT_SENT_ERRORS):
-            raise LemlistServerError(
-                f"{call.label} to {self.host} failed with {reason} after the request was sent: "
-                "lemlist may have started the enrichment, so it is not sent again (that could "
-                "bill twice)",
-                retryable=False,
-                delivery="maybe_sent",
-            ) from None
-        if attempt >= self.max_attempts:
-            raise _unreachable(call, failure, reason, attempt, self.host)
-        await self._backoff(attempt, call.label, reason)
-
-    async def _wait_after_429(self, call: _Call, response: httpx.Response, waited: float) -> float:
-        """Pause the key's budget for `Retry-After`; returns the wait, or raises when the
-        request has waited too long in total."""
-        wait = retry_after_seconds(
-            response.headers.get("retry-after"), response.headers.get("x-ratelimit-reset")
-        )
-        if waited + wait > self.max_rate_limit_wait_seconds:
-            raise LemlistRateLimitError(
-                f"{call.label}: lemlist kept answering 429 Too Many Requests after waiting "
-                f"{waited:.1f}s in total",
-                status_code=429,
-            )
-        logger.warning("%s: rate limited (429), waiting %.1fs", call.label, wait)
-        self.budget.pause(wait)
-        return wait
-
-    async def _after_server_error(
-        self, call: _Call, response: httpx.Response, attempt: int
-    ) -> None:
-        """Back off before the next attempt, or raise (at once when work may have been done)."""
-        error = _error_from_response(response, call.label)
-        if call.starts_paid_work and error.delivery == "maybe_sent":
-            raise error.copy_with(
-                f"{error.message}: lemlist may have started the enrichment before this answer, "
-                "so it is not sent again (that could bill twice)",
-                retryable=False,
-            )
-        if attempt >= self.max_attempts:
-            raise error
-        await self._backoff(attempt, call.label, f"HTTP {response.status_code}")
-
-    async def _backoff(self, attempt: int, label: str, reason: str) -> None:
-        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-        logger.warning(
-            "%s: %s (attempt %d of %d), retrying in %.2fs",
-            label,
-            reason,
-            attempt,
-            self.max_attempts,
-            delay,
-        )
-        await asyncio.sleep(delay)
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -680,187 +542,3 @@ def _start_params(flags: EnrichmentFlags, webhook_url: str | None) -> dict[str, 
     if webhook_url is not None:
         params["webhookUrl"] = validate_http_url(webhook_url, "webhook_url")
     return params
-
-
-def _unreachable(
-    call: _Call, failure: httpx.TransportError, reason: str, attempts: int, host: str
-) -> LemlistServerError:
-    """The error after the last attempt. Nothing listening (or no route, no name, no TLS) is
-    not retried by Prefect's task retries either: they would only multiply the client's own
-    attempts; a GET that kept timing out after it was sent may be asked again later."""
-    tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-    if isinstance(failure, _NOT_SENT_ERRORS):
-        return LemlistUnreachableError(
-            f"could not connect to lemlist at {host}: {reason} ({tries}); {call.label} was not sent"
-        )
-    return LemlistServerError(
-        f"{call.label} to {host} failed after {tries}: {reason}", delivery="maybe_sent"
-    )
-
-
-def _transport_text(failure: httpx.TransportError) -> str:
-    text = " ".join(str(failure).split())
-    return text[:200] or "no details"
-
-
-def _enrichment_id(response: httpx.Response, what: str) -> str:
-    body = _json_body(response, what)
-    enrichment_id = body.get("id") if isinstance(body, dict) else None
-    if not isinstance(enrichment_id, str) or not enrichment_id:
-        raise LemlistResponseError(
-            f"{what} answered 200 without an enrichment 'id'",
-            status_code=response.status_code,
-            delivery="maybe_sent",
-        )
-    return enrichment_id
-
-
-def _skipped_result(lead_id: LeadId, response: httpx.Response) -> EnrichLeadResult:
-    """Turn one of lemlist's two 409s into a skipped result (or raise for an unknown one)."""
-    body = _safe_json(response)
-    code = body.get("code") if isinstance(body, dict) else None
-    if code == "ALREADY_ENRICHED":
-        return EnrichLeadResult(lead_id=lead_id, skipped=True, skip_reason="ALREADY_ENRICHED")
-    if code is None:
-        return EnrichLeadResult(lead_id=lead_id, skipped=True, skip_reason="IN_PROGRESS")
-    raise LemlistError(
-        f"POST /leads/{{leadId}}/enrich answered 409 with an unknown code: {_error_text(response)}",
-        status_code=409,
-        code=str(code),
-    )
-
-
-def _bulk_results(body: Any, metadata: Sequence[Any] | None, count: int) -> list[BulkItemResult]:
-    """Match a bulk answer to the request by position (and echoed metadata, when sent)."""
-    what = "POST /v2/enrichments/bulk"
-    if not isinstance(body, list) or len(body) != count:
-        size = len(body) if isinstance(body, list) else type(body).__name__
-        raise LemlistResponseError(
-            f"{what} answered {size} items for {count} sent", delivery="maybe_sent"
-        )
-    results = []
-    for index, item in enumerate(body):
-        item = item if isinstance(item, dict) else {}
-        if metadata is not None and "metadata" in item and item["metadata"] != metadata[index]:
-            raise LemlistResponseError(
-                f"{what}: answer {index} echoes another item's metadata; answers cannot be "
-                "matched to contacts",
-                delivery="maybe_sent",
-            )
-        enrichment_id = item.get("id") if isinstance(item.get("id"), str) else None
-        error = item.get("error") if isinstance(item.get("error"), str) else None
-        if enrichment_id is None and error is None:
-            error = "UNREADABLE_ANSWER"
-        results.append(
-            BulkItemResult(
-                index=index, enrichment_id=enrichment_id, error=error, metadata=item.get("metadata")
-            )
-        )
-    return results
-
-
-def _campaign_rows(rows: Any) -> list[CampaignLead]:
-    if not isinstance(rows, list):
-        raise LemlistResponseError(
-            f"the campaign export is not a list of leads (got {type(rows).__name__})"
-        )
-    leads: list[CampaignLead] = []
-    for index, row in enumerate(rows):
-        try:
-            leads.append(CampaignLead.model_validate(row))
-        except ValidationError as exc:
-            raise LemlistResponseError(
-                f"row {index} of the campaign export is not a lead: "
-                f"{exc.errors()[0].get('msg', 'invalid')}"
-            ) from None
-    return leads
-
-
-CAMPAIGN_NOT_FOUND_HINT = (
-    "check the campaign id (cam_…, the end of the campaign's URL in lemlist) and that this "
-    "API key belongs to the campaign's team"
-)
-
-
-def _add_campaign_hint(exc: LemlistError) -> None:
-    """lemlist's "Campaign not found": say what to check (unless the error has its own hint)."""
-    if isinstance(exc, LemlistNotFoundError) and exc.hint is None:
-        exc.hint = CAMPAIGN_NOT_FOUND_HINT
-
-
-def _route_missing(exc: LemlistError) -> bool:
-    """Whether an error says the route itself is missing (lemlist's web page, or a 404 that is
-    not lemlist's "Campaign not found"), rather than the campaign."""
-    if isinstance(exc, LemlistResponseError):
-        return "html" in (exc.content_type or "")
-    return "campaign" not in exc.message.lower().rsplit(":", 1)[-1]
-
-
-def _safe_json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _json_body(response: httpx.Response, what: str) -> Any:
-    """The decoded JSON body, or `LemlistResponseError` saying what came instead."""
-    content_type = response.headers.get("content-type", "")
-    if "json" not in content_type.lower():
-        hint = (
-            " (lemlist answers unknown paths with its web app: check base_url)"
-            if "html" in content_type.lower()
-            else ""
-        )
-        # lemlist's web app answering a path the API does not have did nothing; any other
-        # unusable 2xx may follow work done
-        is_html = "html" in content_type.lower()
-        error = LemlistResponseError(
-            f"{what} answered {response.status_code} with "
-            f"{content_type or 'no content type'} instead of JSON{hint}",
-            status_code=response.status_code,
-            delivery="answered" if is_html else "maybe_sent",
-        )
-        error.content_type = content_type
-        raise error
-    try:
-        return response.json()
-    except ValueError:
-        size = len(response.content)
-        raise LemlistResponseError(
-            f"{what} answered {response.status_code} with a body that is not valid JSON "
-            f"({size} bytes)",
-            status_code=response.status_code,
-            delivery="maybe_sent",
-        ) from None
-
-
-def _error_text(response: httpx.Response) -> str:
-    """lemlist's own error text: the JSON `error` field or the plain-text body, shortened."""
-    body = _safe_json(response)
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        text = body["error"]
-    elif "html" in response.headers.get("content-type", "").lower():
-        text = "an HTML page"
-    else:
-        text = response.text.strip() or response.reason_phrase or "no error text"
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "…"
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    body = _safe_json(response)
-    if not isinstance(body, dict):
-        return None
-    code = body.get("code")
-    if isinstance(code, str):
-        return code
-    error = body.get("error")  # bulk whole-request errors: {"error": "WRONG_BODY_FORMAT"}
-    return error if isinstance(error, str) and error.isupper() and " " not in error else None
-
-
-def _error_from_response(response: httpx.Response, label: str) -> LemlistError:
-    """Map a non-accepted status to the matching exception, quoting lemlist's text."""
-    status = response.status_code
-    message = f"{label} failed with HTTP {status}: {_error_text(response)}"
-    return error_for_status(status, message, code=_error_code(response))

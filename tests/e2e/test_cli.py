@@ -28,7 +28,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
 
-from prefect_lemlist.cli import FLAG_ALIASES, _quiet_engine_services, build_parser, option_flags
+from prefect_lemlist.cli import _quiet_engine_services, build_parser
+from prefect_lemlist.cli_flags import FLAG_ALIASES, option_flags
 from prefect_lemlist.credentials import LemlistCredentials
 from prefect_lemlist.pipeline.options import ContactOptions, EnrichmentOptions, WebhookSettings
 from prefect_lemlist.pipeline.report import PipelineSummary
