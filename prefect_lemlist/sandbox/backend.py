@@ -104,14 +104,23 @@ class LemlistBackend:
 
     # ------------------------------------------------------------------ starting
 
-    def _prepare(
-        self, now: float, workflows: Sequence[str] | None, webhook_url: str | None
+    def _begin(self) -> float:
+        """The first step of every start: read the clock and finish due enrichments.
+
+        Returns:
+            The monotonic time of the request.
+        """
+        now = time.monotonic()
+        self.complete_due(now)
+        return now
+
+    def _check_request(
+        self, workflows: Sequence[str] | None, webhook_url: str | None
     ) -> SandboxConfig:
-        """The preamble shared by every start: finish due work, check flags and webhook URL.
+        """The checks shared by every start: something is requested, the webhook URL is allowed.
 
         Args:
-            now: the monotonic time of the request.
-            workflows: the requested workflows (None: checked elsewhere, bulk items).
+            workflows: the requested workflows (None: checked per item, bulk).
             webhook_url: the `webhookUrl` query value, if given.
 
         Returns:
@@ -121,7 +130,6 @@ class LemlistBackend:
             NoEnrichmentRequested: no workflow was asked for.
             InvalidWebhookUrl: the webhook URL may not be called.
         """
-        self.complete_due(now)
         cfg = self._config()
         if workflows is not None and not workflows:
             raise NoEnrichmentRequested()
@@ -171,12 +179,12 @@ class LemlistBackend:
                 `AlreadyEnriched`, `NotEnoughCredits`.
         """
         with self.lock:
-            now = time.monotonic()
-            self.complete_due(now)
+            now = self._begin()
             contact, person = self.directory.enrichable(lead_id)
-            cfg = self._prepare(now, requested_workflows(flags), webhook_url)
+            requested = requested_workflows(flags)
+            cfg = self._check_request(requested, webhook_url)
             self.memory.check_idle(contact)
-            workflows = self.memory.workflows_to_run(contact, requested_workflows(flags), force)
+            workflows = self.memory.workflows_to_run(contact, requested, force)
             self.account.check_can_start()
             pending = PendingEnrichment(
                 route="enrich_post",
@@ -235,9 +243,9 @@ class LemlistBackend:
                 requested workflow lacks its inputs), `NotEnoughCredits`.
         """
         with self.lock:
-            now = time.monotonic()
+            now = self._begin()
             requested = requested_workflows(flags)
-            self._prepare(now, requested, webhook_url)
+            self._check_request(requested, webhook_url)
             inputs = normalize_inputs(raw_inputs)
             if missing_input_error(requested, inputs) is not None:
                 raise BadRequest()
@@ -260,12 +268,11 @@ class LemlistBackend:
                 `NotEnoughCredits`.
         """
         with self.lock:
-            now = time.monotonic()
-            self.complete_due(now)
+            now = self._begin()
             code = bulk_body_error(body)
             if code is not None:
                 raise BulkRequestError(code)
-            self._prepare(now, None, webhook_url)
+            self._check_request(None, webhook_url)
             prepared = [_bulk_item(item) for item in body]
             if any(error is None for _, _, error, _ in prepared):
                 self.account.check_can_start()
