@@ -8,6 +8,7 @@ Example:
 
 from prefect_lemlist.sandbox.config import DEFAULT_API_KEY, SandboxConfig
 from prefect_lemlist.sandbox.data import LeadKind, SandboxLead
+from prefect_lemlist.sandbox.models import WebhookDelivery
 from prefect_lemlist.sandbox.people import (
     PersonTruth,
     generate_people,
@@ -17,8 +18,8 @@ from prefect_lemlist.sandbox.people import (
     row_inputs,
     write_people_file,
 )
+from prefect_lemlist.sandbox.recorder import SandboxStats
 from prefect_lemlist.sandbox.server import Sandbox, run_sandbox
-from prefect_lemlist.sandbox.state import SandboxStats, WebhookDelivery
 
 __all__ = [
     "DEFAULT_API_KEY",

@@ -173,35 +173,17 @@ def _print_banner(sandbox: Sandbox) -> None:
         print(line, flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sandbox until interrupted.
-
-    Args:
-        argv: arguments (default: `sys.argv[1:]`).
-
-    Returns:
-        The exit code (0 after Ctrl-C/SIGTERM, or once the people file is written with
-        `--no-serve`; 1 when it cannot start or write; 2 on a bad configuration or state file).
-    """
-    args = build_parser().parse_args(argv)
+def _usage_error(args: argparse.Namespace) -> str | None:
+    """The message of a bad flag combination, or None."""
     if args.people is not None and (args.people < 0 or not args.people_file):
-        print("--people needs N >= 0 and --people-file PATH", file=sys.stderr)
-        return 2
+        return "--people needs N >= 0 and --people-file PATH"
     if args.no_serve and args.people is None:
-        print("--no-serve only makes sense with --people and --people-file", file=sys.stderr)
-        return 2
-    try:
-        config = config_from_args(args)
-    except ValidationError as exc:
-        print(f"invalid sandbox configuration:\n{exc}", file=sys.stderr)
-        return 2
-    try:
-        write_people(args)
-    except OSError as exc:
-        print(f"cannot write the people file {args.people_file}: {exc}", file=sys.stderr)
-        return 1
-    if args.no_serve:
-        return 0
+        return "--no-serve only makes sense with --people and --people-file"
+    return None
+
+
+def _serve(args: argparse.Namespace, config: SandboxConfig) -> int:
+    """Build and start the sandbox, serve until SIGINT/SIGTERM; returns the exit code."""
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -232,6 +214,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         sandbox.stop()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sandbox until interrupted.
+
+    Args:
+        argv: arguments (default: `sys.argv[1:]`).
+
+    Returns:
+        The exit code (0 after Ctrl-C/SIGTERM, or once the people file is written with
+        `--no-serve`; 1 when it cannot start or write; 2 on a bad configuration or state file).
+    """
+    args = build_parser().parse_args(argv)
+    usage = _usage_error(args)
+    if usage is not None:
+        print(usage, file=sys.stderr)
+        return 2
+    try:
+        config = config_from_args(args)
+    except ValidationError as exc:
+        print(f"invalid sandbox configuration:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        write_people(args)
+    except OSError as exc:
+        print(f"cannot write the people file {args.people_file}: {exc}", file=sys.stderr)
+        return 1
+    if args.no_serve:
+        return 0
+    return _serve(args, config)
 
 
 if __name__ == "__main__":

@@ -362,6 +362,70 @@ def _linkedin_profile(
     }
 
 
+@dataclass
+class _LeadFacts:
+    """The kind-dependent data of a lead being drawn (visible and hidden)."""
+
+    has_linkedin: bool
+    company_name: str | None
+    company_domain: str | None
+    email: str | None = None
+    email_status: str | None = None
+    phone: str | None = None
+    true_email: str | None = None
+    true_status: str | None = None
+    true_phone: str | None = None
+
+
+def _verified_facts(rng: random.Random, facts: _LeadFacts, address: str, prefix: str) -> None:
+    facts.email = facts.true_email = address
+    facts.email_status = facts.true_status = rng.choices(
+        ["deliverable", "risky", "undeliverable"], weights=[70, 20, 10], k=1
+    )[0]
+    if rng.random() < 0.3:
+        facts.phone = facts.true_phone = _phone(rng, prefix)
+    elif facts.has_linkedin and rng.random() < 0.5:
+        facts.true_phone = _phone(rng, prefix)
+
+
+def _unverified_facts(rng: random.Random, facts: _LeadFacts, address: str) -> None:
+    facts.email = facts.true_email = address
+    facts.true_status = rng.choices(
+        ["deliverable", "risky", "undeliverable"], weights=[60, 25, 15], k=1
+    )[0]
+
+
+def _findable_facts(rng: random.Random, facts: _LeadFacts, address: str, prefix: str) -> None:
+    facts.true_email = address
+    facts.true_status = rng.choices(["deliverable", "risky"], weights=[80, 20], k=1)[0]
+    if facts.has_linkedin and rng.random() < 0.5:
+        facts.true_phone = _phone(rng, prefix)
+
+
+def _not_findable_facts(rng: random.Random, facts: _LeadFacts) -> None:
+    facts.has_linkedin = False
+    facts.company_domain = None
+    if rng.random() < 0.5:
+        facts.company_name = None
+
+
+def _draw_kind_facts(
+    rng: random.Random, kind: LeadKind, facts: _LeadFacts, address: str, prefix: str
+) -> None:
+    """Draw what a lead of this kind knows and hides (RNG draws in a fixed order)."""
+    if kind is LeadKind.EMAIL_VERIFIED:
+        _verified_facts(rng, facts, address, prefix)
+    elif kind is LeadKind.EMAIL_UNVERIFIED:
+        _unverified_facts(rng, facts, address)
+    elif kind in (LeadKind.FINDABLE, LeadKind.IN_PROGRESS):
+        _findable_facts(rng, facts, address, prefix)
+    elif kind is LeadKind.NOT_FINDABLE:
+        _not_findable_facts(rng, facts)
+    elif kind is LeadKind.MISSING_CONTACT:
+        facts.email = address if rng.random() < 0.5 else None
+    # RECENTLY_NOT_FOUND: the inputs look fine, but lemlist already searched and found nothing
+
+
 def _make_lead(rng: random.Random, kind: LeadKind, used_ids: set[str]) -> SandboxLead:
     """Draw one lead of the given kind."""
     lead_id = make_id(rng, "lea")
@@ -378,44 +442,11 @@ def _make_lead(rng: random.Random, kind: LeadKind, used_ids: set[str]) -> Sandbo
     address = f"{_ascii_slug(first)}.{_ascii_slug(last)}@{company[1]}"
     picture = f"https://img.sandbox.lemlist.invalid/{slug}.png" if rng.random() < 0.5 else None
 
-    has_linkedin = rng.random() < 0.6
-    email: str | None = None
-    email_status: str | None = None
-    phone: str | None = None
-    true_email: str | None = None
-    true_status: str | None = None
-    true_phone: str | None = None
-    domain: str | None = company[1]
-    company_name: str | None = company[0]
-
-    if kind is LeadKind.EMAIL_VERIFIED:
-        email = true_email = address
-        email_status = true_status = rng.choices(
-            ["deliverable", "risky", "undeliverable"], weights=[70, 20, 10], k=1
-        )[0]
-        if rng.random() < 0.3:
-            phone = true_phone = _phone(rng, phone_prefix)
-        elif has_linkedin and rng.random() < 0.5:
-            true_phone = _phone(rng, phone_prefix)
-    elif kind is LeadKind.EMAIL_UNVERIFIED:
-        email = true_email = address
-        true_status = rng.choices(
-            ["deliverable", "risky", "undeliverable"], weights=[60, 25, 15], k=1
-        )[0]
-    elif kind in (LeadKind.FINDABLE, LeadKind.IN_PROGRESS):
-        true_email = address
-        true_status = rng.choices(["deliverable", "risky"], weights=[80, 20], k=1)[0]
-        if has_linkedin and rng.random() < 0.5:
-            true_phone = _phone(rng, phone_prefix)
-    elif kind is LeadKind.NOT_FINDABLE:
-        has_linkedin = False
-        domain = None
-        if rng.random() < 0.5:
-            company_name = None
-    elif kind is LeadKind.RECENTLY_NOT_FOUND:
-        pass  # the inputs look fine, but lemlist already searched and found nothing
-    elif kind is LeadKind.MISSING_CONTACT:
-        email = address if rng.random() < 0.5 else None
+    facts = _LeadFacts(
+        has_linkedin=rng.random() < 0.6, company_name=company[0], company_domain=company[1]
+    )
+    _draw_kind_facts(rng, kind, facts, address, phone_prefix)
+    has_linkedin = facts.has_linkedin
 
     linkedin_url = url if has_linkedin else None
     profile = None
@@ -435,21 +466,21 @@ def _make_lead(rng: random.Random, kind: LeadKind, used_ids: set[str]) -> Sandbo
         kind=kind,
         first_name=first,
         last_name=last,
-        company_name=company_name,
-        company_domain=domain,
+        company_name=facts.company_name,
+        company_domain=facts.company_domain,
         job_title=job_title,
         linkedin_url=linkedin_url,
-        email=email,
-        email_status=email_status,
-        phone=phone,
+        email=facts.email,
+        email_status=facts.email_status,
+        phone=facts.phone,
         last_state=_weighted_state(rng),
         status="scanning" if kind is LeadKind.IN_PROGRESS else rng.choice(_LEAD_STATUSES),
         timezone=timezone,
         picture=picture,
         icebreaker=rng.choice(_ICEBREAKERS) if rng.random() < 0.3 else "",
-        true_email=true_email,
-        true_email_status=true_status,
-        true_phone=true_phone,
+        true_email=facts.true_email,
+        true_email_status=facts.true_status,
+        true_phone=facts.true_phone,
         linkedin_profile=profile,
     )
 

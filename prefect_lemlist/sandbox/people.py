@@ -27,6 +27,7 @@ from prefect_lemlist.sandbox.data import (
     _LOCATIONS,
     ID_ALPHABET,
 )
+from prefect_lemlist.sandbox.workflows import WORKFLOWS
 
 PEOPLE_COLUMNS: tuple[str, ...] = (
     "person_id",
@@ -68,9 +69,6 @@ IDENTITY_KEYS: tuple[str, ...] = tuple(key for key in INPUT_KEYS if key != "jobT
 
 LOWERCASED_KEYS = frozenset({"email", "companyDomain", "linkedinUrl"})
 """Input keys compared case-insensitively (lower-cased by `normalize_inputs`)."""
-
-WORKFLOWS: tuple[str, ...] = ("find_email", "verify", "linkedin_enrichment", "find_phone")
-"""lemlist workflow names, in the order bulk items are checked for missing inputs."""
 
 REQUIRED_INPUTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "find_email": (("linkedinUrl",), ("firstName", "lastName", "companyName", "companyDomain")),

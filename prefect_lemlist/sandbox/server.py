@@ -7,18 +7,15 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from prefect_lemlist.sandbox.app import AppRuntime, ConnectionRegistry, create_app
 from prefect_lemlist.sandbox.config import SandboxConfig
 from prefect_lemlist.sandbox.data import SandboxLead
-from prefect_lemlist.sandbox.state import (
-    Contact,
-    Enrichment,
-    PersonLead,
-    SandboxState,
-    SandboxStats,
-)
+from prefect_lemlist.sandbox.models import Contact, Enrichment, PersonLead
+from prefect_lemlist.sandbox.recorder import SandboxStats
+from prefect_lemlist.sandbox.state import SandboxState
 from prefect_lemlist.sandbox.threaded_server import ThreadedASGIServer
 
 BACKLOG = 4096
@@ -113,7 +110,7 @@ class Sandbox:
         return list(self._state.campaign.foreign_lead_ids)
 
     @property
-    def app(self):
+    def app(self) -> Starlette:
         """The ASGI app (to add routes, e.g. the CLI's admin route, before `start`)."""
         return self._app
 
@@ -133,6 +130,10 @@ class Sandbox:
     def enrichment(self, enrichment_id: str) -> Enrichment | None:
         """The server-side record of an enrichment, or None."""
         return self._state.enrichment(enrichment_id)
+
+    def enrichments(self) -> list[Enrichment]:
+        """Every server-side enrichment record, in start order (app-started ones included)."""
+        return self._state.enrichments()
 
     def person_lead(self, lead_id: str) -> PersonLead | None:
         """The lead of a people campaign with this id (its person key and inputs), or None."""

@@ -44,7 +44,9 @@ class ThreadedASGIServer:
         **uvicorn_options: extra `uvicorn.Config` options (e.g. `http=` a protocol class).
     """
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, **uvicorn_options: Any):
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, **uvicorn_options: Any
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
