@@ -11,7 +11,6 @@ polling (the CLI has no flag for it), and writes the summary to `OUTPUT_DIR/NAME
 from __future__ import annotations
 
 import asyncio
-import csv
 import os
 import signal
 import subprocess
@@ -23,11 +22,6 @@ from prefect_lemlist import local_api
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTED: list[subprocess.Popen] = []  # every process started here, for `kill_leftovers`
-
-
-def read_csv(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def start_flow(

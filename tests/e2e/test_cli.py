@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from _files import read_csv
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
@@ -194,11 +195,6 @@ def assert_markdown_summary(result: Result) -> None:
     for item in ("- workflows:", "- rows:", "upper-bound", "- API requests:", "- export:"):
         assert item in result.stdout, (item, result)
     assert repeated_lines(result.output) == {}, result
-
-
-def read_csv(path: Path | str) -> list[dict[str, str]]:
-    with Path(path).open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def slug(text: str) -> str:

@@ -10,10 +10,11 @@ every enrichment the team was charged for is in its export.
 from __future__ import annotations
 
 import asyncio
-import csv
 import socket
 import time
 from collections import Counter
+
+from _files import read_csv
 
 from prefect_lemlist import EnrichmentOptions, LemlistCredentials, LemlistUnreachableError
 from prefect_lemlist.flows import enrich_campaign
@@ -27,11 +28,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def read_csv(path: str) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 async def test_lemlist_stopped_mid_start_then_restarted_on_its_state_file(tmp_path):

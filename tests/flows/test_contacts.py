@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _files import read_csv, read_jsonl
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
@@ -95,15 +96,6 @@ def options(out: Path, name: str, **overrides: Any) -> ContactOptions:
         "collection": "webhook",
     }
     return ContactOptions(**{**fields, **overrides})
-
-
-def read_csv(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
 
 
 def write_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> Path:

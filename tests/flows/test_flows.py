@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
+from _files import read_csv, read_jsonl
 from prefect.client.orchestration import get_client
 
 from prefect_lemlist import (
@@ -27,15 +27,6 @@ EXPECTED_FIND_EMAIL = {
     LeadKind.IN_PROGRESS: "skipped_in_progress",
 }
 FAST = {"enrichment_seconds": (0.3, 1.0)}
-
-
-def read_csv(path: str) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def read_jsonl(path: str) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
 async def save_block(sandbox, name: str) -> None:

@@ -23,7 +23,6 @@ under the fault, then after the network recovered. For each row:
 from __future__ import annotations
 
 import asyncio
-import csv
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from typing import Any
 
 import certifi
 import pytest
+from _files import read_csv
 
 from prefect_lemlist import (
     ContactOptions,
@@ -129,11 +129,6 @@ class Result:
     first_stats: Any
     stats: Any
     notes: list[str] = field(default_factory=list)
-
-
-def read_csv(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 async def _run(call: Callable[[], Awaitable[Any]]) -> Run:

@@ -7,11 +7,11 @@ Run with `-s` to print the rows of the README's reliability table for these case
 from __future__ import annotations
 
 import asyncio
-import csv
 import logging
 from pathlib import Path
 
 import pytest
+from _files import read_csv
 
 from prefect_lemlist import (
     EnrichmentOptions,
@@ -25,11 +25,6 @@ from prefect_lemlist.sandbox import SandboxConfig, generate_people, run_sandbox
 FAST = {"enrichment_seconds": (0.2, 0.6)}
 TWO_WORKFLOWS = {"find_email": True, "linkedin_enrichment": True}
 COMPARED = ("status", "email", "find_email_status", "linkedin_url", "linkedin_status")
-
-
-def read_csv(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def block(sandbox, key: str | None = None) -> LemlistCredentials:
