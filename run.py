@@ -95,10 +95,12 @@ def main(argv: list[str]) -> int:
         if code.returncode:
             return code.returncode
     if "--fast" in extra:  # every tier but e2e (own processes and servers): the daily loop
-        extra = [arg for arg in extra if arg != "--fast"] + ["--ignore=tests/e2e"]
+        extra = [arg for arg in extra if arg != "--fast"] + FAST_TIERS
     cmd = [str(python), "-m", "pytest", *extra]
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 
+
+FAST_TIERS = ["tests/unit", "tests/sandbox", "tests/flows"]
 
 _CHECKS = (
     ("ruff: style, bugs, complexity <= 10", ["ruff", "check", "--quiet", "."]),
