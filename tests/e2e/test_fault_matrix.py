@@ -26,6 +26,7 @@ from typing import Any
 
 import _fault_helpers as fh
 import pytest
+from _files import read_csv
 from prefect.settings import PREFECT_API_URL
 
 from prefect_lemlist import EnrichmentsNotCollectedError, LemlistCredentials
@@ -370,7 +371,7 @@ async def run_case(name: str, out_dir: Path) -> Outcome:
             out.summary = out.error.summary  # ended Failed with every row exported
         else:
             out.summary = await state.result()
-        out.rows = fh.read_csv(out.summary.csv_path)
+        out.rows = read_csv(out.summary.csv_path)
         out.fates = {
             row["enrichment_id"]: sandbox.enrichment(row["enrichment_id"])
             for row in out.rows
@@ -413,7 +414,7 @@ async def run_kill(name: str, out_dir: Path) -> Outcome:
         )
     assert not (out_dir / "first.csv").exists(), "the killed run must not leave an export"
     out.summary = PipelineSummary.model_validate_json((out_dir / "second.summary.json").read_text())
-    out.rows = fh.read_csv(out_dir / "second.csv")
+    out.rows = read_csv(out_dir / "second.csv")
     interrupted = [row["lead_id"] for row in out.rows if INTERRUPTED in row["note"]]
     restarted = [row["lead_id"] for row in out.rows if RESENT in row["note"]]
     never_sent = never_sent_but_interrupted(out)
@@ -461,7 +462,7 @@ async def run_api_outage(name: str, out_dir: Path) -> Outcome:
             outage = time.monotonic() - down
             during = sandbox.stats().total_requests
             rc = await fh.wait_process(first, 300)
-            first_rows = fh.read_csv(out_dir / "first.csv") if rc == 0 else []
+            first_rows = read_csv(out_dir / "first.csv") if rc == 0 else []
             await asyncio.sleep(2.5)  # lemlist's 2 s window empties before the re-run
             after_first = sandbox.stats()
             second = fh.start_flow(sandbox, out_dir, "second", env)
@@ -486,7 +487,7 @@ async def run_api_outage(name: str, out_dir: Path) -> Outcome:
         assert "Traceback" in log or "Error" in log, log  # failed, and says why
         verdict = f"first run failed (rc={rc}): {log.strip().splitlines()[-1][:120]}"
     out.summary = PipelineSummary.model_validate_json((out_dir / "second.summary.json").read_text())
-    out.rows = fh.read_csv(out_dir / "second.csv")
+    out.rows = read_csv(out_dir / "second.csv")
     out.notes.append(
         f"API down {outage:.1f} s from POST {posts_at_stop} of {len(selected)} "
         f"(lemlist requests by then: {during}); {verdict}; re-run completed"
