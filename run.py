@@ -8,7 +8,8 @@
 Needs only Python >= 3.10. On first use it creates `.venv/` next to this file and installs the
 package with its dev extras into it; later runs reuse it (reinstalling only when `pyproject.toml`
 changes). Any extra arguments are passed on: `python3 run.py test -k limiter`,
-`python3 run.py demo --contacts`, `python3 run.py demo --fresh`.
+`python3 run.py demo --contacts`, `python3 run.py demo --fresh`. Tests run in 3 processes
+(`-n 1` or `-p no:xdist` for one).
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def main(argv: list[str]) -> int:
             return code.returncode
     if "--fast" in extra:  # every tier but e2e (own processes and servers): the daily loop
         extra = [arg for arg in extra if arg != "--fast"] + FAST_TIERS
+    if not any(arg.startswith(("-n", "--numprocesses")) or arg == "no:xdist" for arg in extra):
+        # three processes, each module in one of them (module fixtures stay whole): most tests
+        # wait on lemlist's rate window or on subprocesses, so 3 fit on 2 cores
+        extra = ["--numprocesses", "3", "--dist", "loadfile", *extra]
     cmd = [str(python), "-m", "pytest", *extra]
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 
