@@ -150,6 +150,7 @@ def _leads_command(commands: Any, common: argparse.ArgumentParser, *, flow_optio
     )
     parser.add_argument("lead_ids", nargs="*", metavar="LEAD_ID", help="lead ids (lea_…)")
     parser.add_argument("--csv", "--file", dest="path", help="a CSV or JSON Lines file")
+    _sql_input_flags(parser)
     parser.add_argument(
         "--email",
         dest="emails",
@@ -182,10 +183,26 @@ def _contacts_command(
         ),
         parents=[common],
     )
-    parser.add_argument("path", help="the people file (.csv, or .jsonl)")
+    parser.add_argument("path", nargs="?", help="the people file (.csv, or .jsonl)")
+    _sql_input_flags(parser)
     if flow_options:
         _flow_options(parser, "ContactOptions")
     parser.set_defaults(handler=_run_contacts)
+
+
+def _sql_input_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from-sql",
+        dest="sql_query",
+        metavar="QUERY",
+        help="read the rows from a SQL query (same columns as a file), streamed",
+    )
+    parser.add_argument(
+        "--sql-source",
+        metavar="URL_OR_BLOCK",
+        help="the database --from-sql reads: a SQLAlchemy URL or a saved SqlAlchemyConnector "
+        "block's name (default: the --to database)",
+    )
 
 
 def _save_credentials_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -318,6 +335,16 @@ def _file_check(path: str) -> None:
         raise UsageError(f"input path is a directory, not a file: {file}")
 
 
+def _sql_check(args: argparse.Namespace, options: Any) -> None:
+    if args.sql_source is not None and args.sql_query is None:
+        raise UsageError("--sql-source is the database of --from-sql: give --from-sql QUERY too")
+    if args.sql_query is not None and args.sql_source is None and not options.destination.target:
+        raise UsageError(
+            "--from-sql needs a database to read",
+            hint="add --sql-source URL (e.g. sqlite:///crm.db) or --to URL (read and write there)",
+        )
+
+
 def _run_campaign(args: argparse.Namespace) -> int:
     from prefect_lemlist.flows.enrich_campaign import enrich_campaign
     from prefect_lemlist.pipeline.options import EnrichmentOptions
@@ -345,11 +372,14 @@ def _run_leads(args: argparse.Namespace) -> int:
 
     options = _options(args, EnrichmentOptions)
     ids = [*args.lead_ids, *(args.more_ids or [])]
-    given = [bool(ids), args.path is not None, bool(args.emails)]
+    given = [bool(ids), args.path is not None, bool(args.emails), args.sql_query is not None]
     if sum(given) != 1:
-        raise UsageError("give exactly one of: lead ids, --csv FILE, or --email EMAIL")
+        raise UsageError(
+            "give exactly one of: lead ids, --csv FILE, --email EMAIL, or --from-sql QUERY"
+        )
     if args.path is not None:
         _file_check(args.path)
+    _sql_check(args, options)
     _credentials_check(args)
     return run_flow(
         lambda: enrich_leads(
@@ -358,6 +388,8 @@ def _run_leads(args: argparse.Namespace) -> int:
             credentials_block=args.block,
             options=options,
             emails=args.emails,
+            sql_query=args.sql_query,
+            sql_source=args.sql_source,
             return_state=True,
         ),
         debug=_debug(args),
@@ -370,11 +402,20 @@ def _run_contacts(args: argparse.Namespace) -> int:
     from prefect_lemlist.pipeline.options import ContactOptions
 
     options = _options(args, ContactOptions)
-    _file_check(args.path)
+    if (args.path is None) == (args.sql_query is None):
+        raise UsageError("give exactly one of: a people file, or --from-sql QUERY")
+    if args.path is not None:
+        _file_check(args.path)
+    _sql_check(args, options)
     _credentials_check(args)
     return run_flow(
         lambda: enrich_contacts(
-            path=args.path, credentials_block=args.block, options=options, return_state=True
+            path=args.path,
+            credentials_block=args.block,
+            options=options,
+            sql_query=args.sql_query,
+            sql_source=args.sql_source,
+            return_state=True,
         ),
         debug=_debug(args),
         as_json=args.json,

@@ -20,6 +20,12 @@ FLAG_ALIASES = {
     "collect_timeout_seconds": "collect-timeout",
     "formats": "format",
     "webhook.confirm": "confirm-webhooks",
+    "refresh_after_days": "refresh-after",
+    "destination.target": "to",
+    "destination.table": "table",
+    "destination.key": "key",
+    "destination.overwrite": "overwrite",
+    "destination.batch_size": "db-batch-size",
 }
 """The few flags whose name is not their field's (the field's path, dashed: `--webhook-port`)."""
 OPTION_DEST = "option:"  # namespace attributes of the options' flags: `option:webhook.port`

@@ -323,6 +323,8 @@ class LeadByEmail(BaseModel):
         campaign_id: its campaign, when lemlist says.
         campaign_name: the campaign's name, when lemlist says.
         updated_at: lemlist's `updatedAt` (ISO text), used to pick the most recent lead.
+        email: the lead's email, as lemlist has it.
+        email_status: its deliverability status, when lemlist has one.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -331,6 +333,8 @@ class LeadByEmail(BaseModel):
     campaign_id: str | None = None
     campaign_name: str | None = None
     updated_at: str | None = None
+    email: str | None = None
+    email_status: str | None = None
 
     @classmethod
     def from_body(cls, item: Any) -> LeadByEmail:
@@ -348,6 +352,9 @@ class LeadByEmail(BaseModel):
                 campaign_id=_str(campaign.get("id")) or _str(item.get("campaignId")),
                 campaign_name=_str(campaign.get("name")),
                 updated_at=_str(item.get("updatedAt")),
+                email=_str(_obj(item.get("variables")).get("email")) or _str(item.get("email")),
+                email_status=_str(_obj(item.get("enrichment")).get("emailStatus"))
+                or _str(item.get("emailStatus")),
             )
         except ValueError:
             raise LemlistResponseError("GET /leads/{email}: an item has no valid '_id'") from None

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.blocks.core import Block
 
 from prefect_lemlist.api.models import Contact
 from prefect_lemlist.credentials import LemlistCredentials
-from prefect_lemlist.flows._common import interruptible
+from prefect_lemlist.flows._common import interruptible, sql_input
 from prefect_lemlist.pipeline.contacts import contact_records, contacts_worklist, file_source
 from prefect_lemlist.pipeline.inputs import read_table
 from prefect_lemlist.pipeline.options import ContactOptions, resolve_credentials
@@ -25,6 +26,8 @@ async def enrich_contacts(
     contacts: list[dict[str, Any] | Contact] | None = None,
     credentials_block: LemlistCredentials | str | None = None,
     options: ContactOptions = DEFAULT_OPTIONS,
+    sql_query: str | None = None,
+    sql_source: str | Block | None = None,
 ) -> PipelineSummary:
     """Enrich people from a CSV / JSON Lines file or a list: bulk starts, collect, export.
 
@@ -40,6 +43,11 @@ async def enrich_contacts(
         credentials_block: a `LemlistCredentials` block, or the name of a saved one; when empty,
             `LEMLIST_API_KEY` (and optionally `LEMLIST_BASE_URL`) from the environment.
         options: workflows, force, dry run, credit limit, trial limit, collection, output.
+        sql_query: a `select …` whose rows are read like a file's (streamed); give this,
+            `path` or `contacts`.
+        sql_source: the database `sql_query` reads: a SQLAlchemy URL, a saved
+            `SqlAlchemyConnector` block's name, or the block (default: the destination
+            database, `options.destination.target`).
 
     Returns:
         The run's summary.
@@ -75,7 +83,8 @@ async def enrich_contacts(
         asyncio.run(enrich_contacts(contacts=people, credentials_block="lemlist", options=options))
         ```
     """
-    return await interruptible(_enrich_contacts(path, contacts, credentials_block, options))  # type: ignore[return-value]  # Cancelled: Prefect ends the run with it
+    work = _enrich_contacts(path, contacts, credentials_block, options, sql_query, sql_source)
+    return await interruptible(work)  # type: ignore[return-value]  # Cancelled: Prefect ends the run with it
 
 
 async def _enrich_contacts(
@@ -83,10 +92,15 @@ async def _enrich_contacts(
     contacts: list[dict[str, Any] | Contact] | None,
     credentials_block: LemlistCredentials | str | None,
     options: ContactOptions,
+    sql_query: str | None = None,
+    sql_source: str | Block | None = None,
 ) -> PipelineSummary:
-    if (path is None) == (contacts is None):
-        raise ValueError("give exactly one of path or contacts")
-    if path is not None:
+    if sum(value is not None for value in (path, contacts, sql_query)) != 1:
+        raise ValueError("give exactly one of path, contacts or sql_query")
+    if sql_query is not None:
+        table, source = await sql_input(sql_query, sql_source, options.destination.target)
+        worklist = contacts_worklist(table, options.flags, source)
+    elif path is not None:
         worklist = contacts_worklist(read_table(path), options.flags, file_source(path))
     else:
         source = Source(f"{len(contacts or [])} contacts", "contacts")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import warnings
 
 from prefect import flow, get_run_logger
+from prefect.blocks.core import Block
 
 from prefect_lemlist.credentials import LemlistCredentials
-from prefect_lemlist.flows._common import interruptible
+from prefect_lemlist.flows._common import interruptible, sql_input
 from prefect_lemlist.pipeline.inputs import read_table
 from prefect_lemlist.pipeline.options import EnrichmentOptions, resolve_credentials
 from prefect_lemlist.pipeline.report import PipelineSummary
@@ -16,6 +17,7 @@ from prefect_lemlist.pipeline.selection import (
     emails_worklist,
     lead_file_worklist,
     lead_ids_worklist,
+    lead_table_worklist,
     resolve_emails,
 )
 from prefect_lemlist.pipeline.worklist import Worklist
@@ -31,6 +33,8 @@ async def enrich_leads(
     options: EnrichmentOptions = DEFAULT_OPTIONS,
     emails: list[str] | None = None,
     csv_path: str | None = None,
+    sql_query: str | None = None,
+    sql_source: str | Block | None = None,
 ) -> PipelineSummary:
     """Enrich the given leads: read and check the inputs, enrich, collect results, export.
 
@@ -48,6 +52,11 @@ async def enrich_leads(
         options: workflows, force, dry run, credit limit, trial limit, collection, output.
         emails: emails of people who are lemlist leads (one `GET /leads/{email}` each).
         csv_path: deprecated name of `path` (still accepted, with a warning).
+        sql_query: a `select …` whose rows are read like a file's (streamed); give this or
+            one of the other inputs.
+        sql_source: the database `sql_query` reads: a SQLAlchemy URL, a saved
+            `SqlAlchemyConnector` block's name, or the block (default: the destination
+            database, `options.destination.target`).
 
     Returns:
         The run's summary.
@@ -85,7 +94,7 @@ async def enrich_leads(
     """
     path = _deprecated_csv_path(path, csv_path)
     return await interruptible(  # type: ignore[return-value]  # Cancelled: Prefect ends the run with it
-        _enrich_leads(lead_ids, path, credentials_block, options, emails)
+        _enrich_leads(lead_ids, path, credentials_block, options, emails, sql_query, sql_source)
     )
 
 
@@ -109,20 +118,31 @@ async def _enrich_leads(
     credentials_block: LemlistCredentials | str | None,
     options: EnrichmentOptions,
     emails: list[str] | None,
+    sql_query: str | None = None,
+    sql_source: str | Block | None = None,
 ) -> PipelineSummary:
-    worklist = _worklist(lead_ids, path, emails)
+    given = [value is not None for value in (lead_ids, path, emails, sql_query)]
+    if sum(given) != 1:
+        raise ValueError("give exactly one of lead_ids, emails, path or sql_query")
+    if sql_query is not None:
+        table, source = await sql_input(sql_query, sql_source, options.destination.target)
+        worklist = lead_table_worklist(table, source, options.id_column)
+    else:
+        worklist = _worklist(lead_ids, path, emails, options.id_column)
     credentials = await resolve_credentials(credentials_block)
     async with EnrichmentRun.open(credentials, options) as run:
         await resolve_emails(worklist, run.client)
         return await run.execute(worklist, LeadStarter(options))
 
 
-def _worklist(lead_ids: list[str] | None, path: str | None, emails: list[str] | None) -> Worklist:
-    given = [value is not None for value in (lead_ids, path, emails)]
-    if sum(given) != 1:
-        raise ValueError("give exactly one of lead_ids, emails or path")
+def _worklist(
+    lead_ids: list[str] | None,
+    path: str | None,
+    emails: list[str] | None,
+    id_column: str | None,
+) -> Worklist:
     if path is not None:
-        return lead_file_worklist(read_table(path), path)
+        return lead_file_worklist(read_table(path), path, id_column)
     if emails is not None:
         return emails_worklist(emails)
     return lead_ids_worklist(lead_ids or [])

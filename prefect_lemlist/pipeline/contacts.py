@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from prefect_lemlist.api.models import CONTACT_FIELDS, Contact, EnrichmentFlags
+from prefect_lemlist.pipeline.input_rules import missing_column_hint
 from prefect_lemlist.pipeline.inputs import RawRow, Table, table_from_records
 from prefect_lemlist.pipeline.worklist import Row, Source, Worklist
 
@@ -53,6 +54,9 @@ def contacts_worklist(
     for raw in table.rows:
         row, contact = _contact_row(raw, flags)
         worklist.add(row, contact)
+    hint = missing_column_hint(table.columns, flags)
+    if hint and any(row.status == "rejected" for row in worklist.rows):
+        worklist.hints.append(hint)
     return worklist
 
 

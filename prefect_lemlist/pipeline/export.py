@@ -1,8 +1,8 @@
 """Writing a run's rows: CSV, JSON Lines and (optionally) Parquet, plus the rejected inputs.
 
-Every input row is written exactly once, in input order: its input columns (a column whose name
-is also a result column is carried as `input_<name>`), then `enrichment_id`, `status`, the
-requested workflows' result columns, `error` and `note`. Files are written to a temporary file
+Every input row is written exactly once, in input order, in the schema of
+`prefect_lemlist.pipeline.schema` (docs/schema.md): the fixed columns, the input's own columns
+(renamed by `input_column_names`), and `raw_result` last. Files are written to a temporary file
 and renamed into place, so a crash never leaves half an export; default names never overwrite
 an earlier export.
 """
@@ -14,71 +14,91 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.pipeline.inputs import cell
-from prefect_lemlist.pipeline.outcomes import Outcome, result_columns
-from prefect_lemlist.pipeline.worklist import Worklist
+from prefect_lemlist.pipeline.outcomes import Outcome, credits_by_price
+from prefect_lemlist.pipeline.schema import (
+    RESULT_COLUMNS,
+    STATUS_COLUMNS,
+    email_domain_matches,
+    input_column_names,
+    input_digest,
+)
+from prefect_lemlist.pipeline.worklist import Row, Worklist
 
-OUTCOME_COLUMNS = ("enrichment_id", "status")
-TRAILING_COLUMNS = ("error", "note")
+TRAILING_COLUMNS = ("raw_result",)
+_FOUND = ("email", "email_status", "phone", "linkedin_url", "linkedin_headline", "linkedin_company")
+_DOMAIN_COLUMNS = ("company_domain", "companyDomain")
+_EXPORT_MODE = 0o644  # like any file a person writes (mkstemp's default is 0600)
 
 
 class ExportError(ValueError):
     """An export cannot be written (e.g. Parquet without pyarrow)."""
 
 
-def export_columns(worklist: Worklist, flags: EnrichmentFlags) -> list[str]:
-    """The export's columns, in order."""
-    results = [*OUTCOME_COLUMNS, *result_columns(flags), *TRAILING_COLUMNS]
-    taken = set(results)
-    return [f"input_{c}" if c in taken else c for c in worklist.columns] + results
+@dataclass(frozen=True)
+class ExportContext:
+    """What every row of one run's results shares.
+
+    Attributes:
+        flags: the requested workflows.
+        people: True for the people door (items are people, not leads).
+        run_at: when the run started (UTC).
+        key_column: an input column whose value is the rows' merge key (`record_key`).
+    """
+
+    flags: EnrichmentFlags
+    people: bool = False
+    run_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    key_column: str | None = None
+
+    @property
+    def workflows(self) -> str:
+        """The requested workflows, `+`-joined."""
+        return "+".join(w.value for w in self.flags.workflows)
+
+
+def export_columns(worklist: Worklist) -> list[str]:
+    """The export's columns, in order: the fixed ones, the input's, then `raw_result`."""
+    fixed = [c for c in RESULT_COLUMNS if c not in TRAILING_COLUMNS]
+    return fixed + list(input_column_names(worklist.columns).values()) + list(TRAILING_COLUMNS)
 
 
 def table_columns(columns: list[str]) -> list[str]:
-    """The columns of the results table a person reads (the Prefect UI's artifact): `status`,
-    then the found values and the workflows' statuses, then the rest in export order (the input
-    columns, `enrichment_id`, `error`, `note`). The export files keep `export_columns`' order."""
-    if "status" not in columns:
-        return columns
-    after = columns[columns.index("status") + 1 :]
-    found = [column for column in after if column not in TRAILING_COLUMNS]
-    first = ["status", *found]
-    return first + [column for column in columns if column not in first]
+    """The columns of the results table a person reads (the Prefect UI's artifact): the
+    export's order (status and the found values first) without the raw result."""
+    return [column for column in columns if column not in TRAILING_COLUMNS]
 
 
 def export_rows(
-    worklist: Worklist, outcomes: Mapping[str, Outcome], flags: EnrichmentFlags
-) -> Iterator[dict[str, str | None]]:
-    """One dict per input row (values are text or None), in input order.
+    worklist: Worklist, outcomes: Mapping[str, Outcome], context: ExportContext
+) -> Iterator[dict[str, Any]]:
+    """One dict per input row, in input order, in the output schema (typed values: datetimes,
+    numbers, booleans, the raw result as a dict; None when empty).
 
     Args:
         worklist: the run's rows.
         outcomes: item key -> its outcome (every item of the worklist).
-        flags: the requested workflows (the result columns).
+        context: what the rows share (workflows, door, run time, merge key column).
     """
-    columns = export_columns(worklist, flags)
-    context_names = columns[: len(worklist.columns)]
+    names = input_column_names(worklist.columns)
+    columns = export_columns(worklist)
     first = worklist.first_rows()
     for row in worklist.rows:
-        outcome = outcomes.get(row.key) if row.key is not None else None
-        if outcome is None:
-            status = row.status or "failed"
-            error = row.reason or ("no result was recorded (bug)" if row.key else None)
-            outcome = Outcome(status=status, error=error)  # type: ignore[arg-type]
-        if row.note:
-            outcome = outcome.with_note(row.note)
-        if row.key is not None and first.get(row.key, row.line) != row.line:
-            outcome = outcome.with_note(f"same as line {first[row.key]}: enriched once")
-        values: dict[str, str | None] = {
-            name: (cell(row.context.get(source)) or None)
-            for name, source in zip(context_names, worklist.columns, strict=True)
-        }
-        values.update(_outcome_values(outcome, flags))
-        yield values
+        outcome = _row_outcome(row, outcomes, first)
+        values = _result_values(row, outcome, worklist, context)
+        values.update({names[c]: _input_value(row.context.get(c)) for c in worklist.columns})
+        yield {column: values.get(column) for column in columns}
+
+
+def text_row(values: Mapping[str, Any]) -> dict[str, str | None]:
+    """A row as text (files, artifacts): None stays None, the rest through `cell`."""
+    return {name: (None if value is None else cell(value)) for name, value in values.items()}
 
 
 def row_statuses(worklist: Worklist, outcomes: Mapping[str, Outcome]) -> Iterator[str]:
@@ -88,15 +108,68 @@ def row_statuses(worklist: Worklist, outcomes: Mapping[str, Outcome]) -> Iterato
         yield outcome.status if outcome is not None else (row.status or "failed")
 
 
-def _outcome_values(outcome: Outcome, flags: EnrichmentFlags) -> dict[str, str | None]:
-    data = outcome.model_dump()
-    values = {name: data.get(name) for name in (*OUTCOME_COLUMNS, *TRAILING_COLUMNS)}
-    status_columns = {spec.status_column for spec in flags.specs}
-    for column in result_columns(flags):
-        values[column] = (
-            outcome.workflows.get(column) if column in status_columns else data.get(column)
-        )
+def _row_outcome(row: Row, outcomes: Mapping[str, Outcome], first: dict[str, int]) -> Outcome:
+    outcome = outcomes.get(row.key) if row.key is not None else None
+    if outcome is None:
+        status = row.status or "failed"
+        error = row.reason or ("no result was recorded (bug)" if row.key else None)
+        outcome = Outcome(status=status, error=error)  # type: ignore[arg-type]
+    if row.note:
+        outcome = outcome.with_note(row.note)
+    if row.key is not None and first.get(row.key, row.line) != row.line:
+        outcome = outcome.with_note(f"same as line {first[row.key]}: enriched once")
+    return outcome
+
+
+def _result_values(
+    row: Row, outcome: Outcome, worklist: Worklist, context: ExportContext
+) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(outcome, name) for name in _FOUND}
+    if not values["email"] and row.lead.get("email"):  # what lemlist already had: carried
+        values["email"] = row.lead["email"]
+        values["email_status"] = values["email_status"] or row.lead.get("email_status")
+    requested = {spec.status_column for spec in context.flags.specs}
+    values.update({c: outcome.workflows.get(c) for c in STATUS_COLUMNS if c in requested})
+    values["email_domain_matches"] = email_domain_matches(values["email"], _domain(row))
+    item = row.key or row.lead.get("key")
+    values.update(
+        status=outcome.status,
+        error=outcome.error,
+        note=outcome.note,
+        lead_id=None if context.people else item,
+        person_key=item if context.people else None,
+        campaign_id=row.lead.get("campaign_id") or worklist.source.campaign_id,
+        enrichment_id=outcome.enrichment_id,
+        enriched_at=outcome.enriched_at,
+        credits_charged=credits_by_price(outcome, context.flags),
+        workflows=context.workflows,
+        record_key=_record_key(row, context),
+        input_line=row.line,
+        run_at=context.run_at,
+        raw_result=outcome.raw,
+    )
     return values
+
+
+def _record_key(row: Row, context: ExportContext) -> str:
+    if context.key_column is not None:
+        value = row.context.get(context.key_column)
+        if value not in (None, ""):
+            return cell(value)
+    item = row.key or row.lead.get("key")
+    return str(item) if item else input_digest(row.context)
+
+
+def _domain(row: Row) -> str | None:
+    for name in _DOMAIN_COLUMNS:
+        value = row.context.get(name) or row.lead.get(name)
+        if value:
+            return str(value)
+    return None
+
+
+def _input_value(value: Any) -> str | None:
+    return cell(value) or None
 
 
 def output_stem(output_dir: str | Path, name: str | None, default_name: str) -> Path:
@@ -143,18 +216,22 @@ def write_exports(
 
 
 def write_rejected(worklist: Worklist, stem: Path) -> Path | None:
-    """`<stem>.rejected.csv`: line, value and reason of every rejected row (None when none)."""
-    rejected = worklist.rejected
-    if not rejected:
+    """`<stem>.rejected.csv`: the line, the reason and the row's own columns (its keys) of
+    every rejected row (None when none)."""
+    rows = [row for row in worklist.rows if row.status == "rejected"]
+    if not rows:
         return None
     path = stem.with_name(f"{stem.name}.rejected.csv")
     stem.parent.mkdir(parents=True, exist_ok=True)
+    names = input_column_names(worklist.columns)
+    columns = ["line", "reason", *names.values()]
 
     def write(handle: IO[str]) -> None:
         writer = csv.writer(handle)
-        writer.writerow(["line", "value", "reason"])
-        for item in rejected:
-            writer.writerow([item.line, item.value, item.reason])
+        writer.writerow(columns)
+        for row in rows:
+            inputs = [cell(row.context.get(c)) for c in names]
+            writer.writerow([row.line, row.reason or "", *inputs])
 
     _atomic_write(path, write)
     return path
@@ -165,7 +242,7 @@ def _write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+            writer.writerow({k: "" if v is None else cell(v) for k, v in row.items()})
 
     _atomic_write(path, write)
 
@@ -173,7 +250,8 @@ def _write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -
 def _write_jsonl(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
     def write(handle: IO[str]) -> None:
         for row in rows:
-            handle.write(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False) + "\n")
+            record = {c: _json_value(row.get(c)) for c in columns}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     _atomic_write(path, write)
 
@@ -184,16 +262,30 @@ def _write_parquet(path: Path, columns: list[str], rows: Iterable[dict[str, Any]
 
     materialized = list(rows)
     table = pa.table(
-        {c: pa.array([row.get(c) for row in materialized], type=pa.string()) for c in columns}
+        {
+            c: pa.array([_parquet_text(row.get(c)) for row in materialized], type=pa.string())
+            for c in columns
+        }
     )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        os.chmod(tmp, _EXPORT_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _parquet_text(value: Any) -> str | None:
+    return None if value is None else cell(value)
 
 
 def _require_pyarrow() -> None:
@@ -217,6 +309,7 @@ def _atomic_write(path: Path, writer: Callable[[IO[str]], None]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             writer(handle)
+        os.chmod(tmp, _EXPORT_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,43 @@ def read_table(path: str | Path) -> Table:
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         return _jsonl(text, path)
     return _csv(text, path)
+
+
+def read_sql(source: Any, query: str, *, chunk_size: int = 1000) -> Table:
+    """The rows of a SQL query, streamed from the database in chunks (never fetched whole).
+
+    Args:
+        source: a SQLAlchemy URL, the name of a saved `SqlAlchemyConnector` block, or the block.
+        query: a `select …` whose columns are the input columns.
+        chunk_size: rows fetched per round trip.
+
+    Returns:
+        The columns and rows (numbered from 1 in result order; values other than text, numbers
+        and booleans as text).
+
+    Raises:
+        DatabaseTargetError: the database cannot be reached or the query fails.
+    """
+    from prefect_lemlist.sql import read_query, resolve_engine  # SQLAlchemy only when asked
+
+    engine = resolve_engine(source)
+    try:
+        with read_query(engine, query, chunk_size=chunk_size) as result:
+            rows = [
+                RawRow(position, {name: _sql_value(value) for name, value in record.items()})
+                for position, record in enumerate(result, start=1)
+            ]
+            return Table(list(result.columns), rows)
+    finally:
+        engine.dispose()
+
+
+def _sql_value(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def table_from_records(records: list[dict[str, Any]]) -> Table:
@@ -151,4 +189,8 @@ def cell(value: Any) -> str:
         return ""
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
     return str(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from prefect.blocks.core import Block
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -49,6 +50,47 @@ class WebhookSettings(BaseModel):
     )
 
 
+DEFAULT_TABLE = "lemlist_enrichments"
+
+
+class DestinationSettings(BaseModel):
+    """A database table the results are merged into (besides the export files).
+
+    The target is a SQLAlchemy URL or a saved prefect-sqlalchemy `SqlAlchemyConnector` block
+    (its name, or the block itself from Python). Rows are upserted by their merge key
+    (`record_key` + `workflows`, see docs/schema.md), so a re-run updates rows instead of
+    appending them, and a later `not_found` or error never overwrites a value found earlier.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    target: str | Block | None = Field(
+        default=None,
+        description=(
+            "Also merge the results into a database: a SQLAlchemy URL (sqlite:///results.db, "
+            "postgresql+psycopg://user@host/db, duckdb:///results.duckdb) or the name of a "
+            "saved SqlAlchemyConnector block."
+        ),
+    )
+    table: str = Field(
+        default=DEFAULT_TABLE, description="The table (created if missing; schema.table works)."
+    )
+    key: str | None = Field(
+        default=None,
+        description=(
+            "An input column identifying each row (e.g. crm_id): the merge key instead of the "
+            "lead id or person key."
+        ),
+    )
+    overwrite: bool = Field(
+        default=False,
+        description="Let a later not_found or error replace values found by an earlier run.",
+    )
+    batch_size: int = Field(
+        default=1000, ge=1, le=10_000, description="Rows per upsert statement and transaction."
+    )
+
+
 class _RunOptions(BaseModel):
     """The options every enrichment flow has."""
 
@@ -90,7 +132,28 @@ class _RunOptions(BaseModel):
             "then report them not_collected (a re-run collects them by id)."
         ),
     )
+    only_missing: bool = Field(
+        default=False,
+        description=(
+            "Skip input rows that already have what was asked (an email, a phone, an email "
+            "status): reported skipped_has_data, no charge."
+        ),
+    )
+    refresh_after_days: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Enrich again (and pay again) what an earlier run enriched more than this many days "
+            "ago; default: never."
+        ),
+    )
+    credits_alert: float | None = Field(
+        default=None,
+        ge=0,
+        description="Emit the Prefect event lemlist.credits.low when credits end below this.",
+    )
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    destination: DestinationSettings = Field(default_factory=DestinationSettings)
     output_dir: str = Field(default="lemlist-output", description="Directory for the exports.")
     output_name: str | None = Field(
         default=None,
@@ -122,6 +185,13 @@ class EnrichmentOptions(_RunOptions):
     """What to enrich and how, for the lead flows (`enrich-campaign`, `enrich-leads`)."""
 
     batch_size: int = Field(default=100, ge=1, le=1000, description="Leads per enrich task run.")
+    id_column: str | None = Field(
+        default=None,
+        description=(
+            "The input column holding lemlist lead ids (default: a column whose values look "
+            "like lea_…; otherwise rows are found by their email column)."
+        ),
+    )
 
 
 class ContactOptions(_RunOptions):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -27,6 +28,8 @@ Status = Literal[
     "not_started",
     "rejected",
     "not_in_lemlist",
+    "skipped_has_email",
+    "skipped_has_data",
 ]
 STATUSES: tuple[str, ...] = Status.__args__  # type: ignore[attr-defined]
 FINAL_STATUSES = frozenset({"done", "not_found", "failed"})
@@ -50,7 +53,9 @@ class Outcome(BaseModel):
             nothing), `skipped_already_enriched` / `skipped_in_progress` (lemlist's 409s),
             `failed`, `timed_out` / `not_collected` (started; collect it later by its
             enrichment id), `not_started`, `rejected` (bad input, nothing sent),
-            `not_in_lemlist` (an email no lead has).
+            `not_in_lemlist` (an email no lead has), `skipped_has_email` (only find_email was
+            asked and the row has an email: not sent, no charge), `skipped_has_data`
+            (`only_missing`: the row already has what was asked).
         enrichment_id: lemlist's enrichment, when one was started.
         email, email_status, phone, linkedin_url, linkedin_headline, linkedin_company: what
             lemlist found.
@@ -59,6 +64,8 @@ class Outcome(BaseModel):
             `unknown` (a webhook result without it, not confirmed).
         error: why it failed, was refused, or is not final.
         note: anything else worth knowing (e.g. the answer comes from an earlier run).
+        enriched_at: when lemlist's result was collected (UTC).
+        raw: lemlist's result body.
     """
 
     status: Status
@@ -72,6 +79,8 @@ class Outcome(BaseModel):
     workflows: dict[str, WorkflowStatus] = Field(default_factory=dict)
     error: str | None = None
     note: str | None = None
+    enriched_at: datetime | None = None
+    raw: dict[str, Any] | None = None
 
     def with_note(self, note: str | None) -> Outcome:
         """A copy with `note` added to any note it has."""
@@ -112,6 +121,8 @@ def outcome_of_enrichment(
         "linkedin_url": _text(profile.get("linkedinUrl")),
         "linkedin_headline": _text(profile.get("tagline") or profile.get("occupation")),
         "linkedin_company": _text(profile.get("companyName")),
+        "enriched_at": datetime.now(timezone.utc),
+        "raw": enrichment.raw or None,
     }
     if not enrichment.done:
         return Outcome(
@@ -125,6 +136,35 @@ def outcome_of_enrichment(
     }
     status: Status = "done" if "found" in statuses.values() else "not_found"
     return Outcome(status=status, workflows=statuses, **values)
+
+
+def credits_by_price(outcome: Outcome, flags: EnrichmentFlags) -> float | None:
+    """What a final result costs by lemlist's published prices (None when not final).
+
+    find_email: 5 when an email was found (deliverable or risky); verify: 1 when it ran;
+    LinkedIn enrichment: 1 when found; find_phone: 20 when found. An estimate from the help
+    centre's price list, not lemlist's invoice (lemlist reports no cost per enrichment).
+    """
+    if outcome.status not in ("done", "not_found") or outcome.enrichment_id is None:
+        return None
+    total = 0.0
+    for spec in flags.specs:
+        state = outcome.workflows.get(spec.status_column)
+        total += _PRICES[spec.workflow](state, outcome)
+    return total
+
+
+def _find_email_price(state: str | None, outcome: Outcome) -> float:
+    charged = state == "found" and outcome.email_status in (None, "deliverable", "risky")
+    return 5.0 if charged else 0.0
+
+
+_PRICES: dict[Workflow, Any] = {
+    Workflow.FIND_EMAIL: _find_email_price,
+    Workflow.VERIFY: lambda state, _o: 1.0 if state in ("found", "not_found") else 0.0,
+    Workflow.LINKEDIN_ENRICHMENT: lambda state, _o: 1.0 if state == "found" else 0.0,
+    Workflow.FIND_PHONE: lambda state, _o: 20.0 if state == "found" else 0.0,
+}
 
 
 def count_by_status(outcomes: Iterable[str]) -> dict[str, int]:
@@ -144,6 +184,7 @@ __all__ = [
     "Outcome",
     "Status",
     "count_by_status",
+    "credits_by_price",
     "outcome_of",
     "outcome_of_enrichment",
     "result_columns",

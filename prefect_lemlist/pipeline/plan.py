@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from prefect_lemlist.api.models import EnrichmentFlags
@@ -34,6 +35,8 @@ class Plan:
         elsewhere: items another live run is starting right now: followed in the ledger until
             its answer is recorded (then collected), never sent by this run too.
         max_credit_cost: the most starting `to_start` can cost (upper-bound prices).
+        refresh: items of `to_start` whose result is older than `refresh_before`: enriched
+            (and paid) again, sent with lemlist's `force`.
     """
 
     to_start: list[str] = field(default_factory=list)
@@ -43,6 +46,7 @@ class Plan:
     recalled: dict[str, Recall] = field(default_factory=dict)
     elsewhere: list[str] = field(default_factory=list)
     max_credit_cost: int = 0
+    refresh: set[str] = field(default_factory=set)
 
     @property
     def from_earlier_runs(self) -> int:
@@ -57,6 +61,7 @@ def make_plan(
     *,
     force: bool,
     kind: ItemKind,
+    refresh_before: datetime | None = None,
 ) -> Plan:
     """Split items by what earlier runs did (everything is started with `force`).
 
@@ -67,18 +72,30 @@ def make_plan(
         force: start everything again.
         kind: `leads` (an interrupted start is re-sent without force: lemlist refuses a second
             start of a contact) or `contacts` (never re-sent: lemlist does not deduplicate).
+        refresh_before: a result recorded before this time is enriched again (`refresh`);
+            its record is taken over by one run only, like an expired one.
     """
     plan = Plan()
     for key in keys:
         recall = recalls.get(key)
-        if force or recall is None or recall.expired:
+        stale = recall is not None and _stale(recall, refresh_before)
+        if force or recall is None or recall.expired or stale:
             plan.to_start.append(key)
             if recall is not None:
                 plan.recalled[key] = recall
+            if stale and not force:
+                plan.refresh.add(key)
             continue
         _place(plan, key, recall, kind)
     plan.max_credit_cost = flags.max_credits_each() * len(plan.to_start)
     return plan
+
+
+def _stale(recall: Recall, refresh_before: datetime | None) -> bool:
+    """Whether a recorded final result is older than the refresh cut-off."""
+    if refresh_before is None or recall.outcome is None or recall.recorded_at is None:
+        return False
+    return recall.recorded_at < refresh_before
 
 
 def _place(plan: Plan, key: str, recall: Recall, kind: ItemKind) -> None:

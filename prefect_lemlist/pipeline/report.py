@@ -55,10 +55,14 @@ class PipelineSummary(BaseModel):
         left_out: campaign leads a trial (`limit`) left out of the run and of the export.
         rejected: the first rejected rows (all of them: `rejected_path`).
         rejected_count: how many rows were rejected.
+        rejected_reasons: rejected rows per reason (most frequent first).
+        hints: what would let rejected rows be enriched (e.g. a column to add).
         to_start: enrichments to start (dry run: that would be started).
         started: enrichments lemlist accepted in this run.
         recalled_from_ledger: items answered or collected thanks to an earlier run.
         resent_after_interruption: leads whose earlier start was interrupted, sent once more.
+        refreshed: items whose earlier result was older than `refresh_after_days`: enriched
+            (and paid) again.
         max_credit_cost: the most `to_start` can cost (upper-bound prices).
         credits_before: the team's credits before (`GET /team/credits`).
         credits_after: the team's credits after.
@@ -70,6 +74,8 @@ class PipelineSummary(BaseModel):
         counts: rows per status.
         stopped: why the run stopped starting enrichments early, or None.
         csv_path, jsonl_path, parquet_path, rejected_path: absolute export paths.
+        table: the database table the rows were merged into (URL without password).
+        table_inserted, table_updated: rows the merge inserted and updated.
         rows: the exported rows when there are at most 5,000 (else None: read the export).
     """
 
@@ -82,10 +88,13 @@ class PipelineSummary(BaseModel):
     left_out: int = 0
     rejected: list[RejectedInput] = Field(default_factory=list)
     rejected_count: int = 0
+    rejected_reasons: dict[str, int] = Field(default_factory=dict)
+    hints: list[str] = Field(default_factory=list)
     to_start: int = 0
     started: int = 0
     recalled_from_ledger: int = 0
     resent_after_interruption: int = 0
+    refreshed: int = 0
     max_credit_cost: int = 0
     credits_before: float | None = None
     credits_after: float | None = None
@@ -100,6 +109,9 @@ class PipelineSummary(BaseModel):
     jsonl_path: str | None = None
     parquet_path: str | None = None
     rejected_path: str | None = None
+    table: str | None = None
+    table_inserted: int = 0
+    table_updated: int = 0
     rows: list[dict[str, Any]] | None = None
 
     @property
@@ -180,15 +192,24 @@ def render_summary(summary: PipelineSummary) -> str:
     if counts:
         lines += ["", "| status | rows |", "| --- | ---: |"]
         lines += [f"| {status} | {count} |" for status, count in counts.items()]
-    if summary.rejected:
-        lines += ["", "Rejected inputs (line: value, reason):", ""]
-        lines += [f"- {r.line}: `{r.value}` {r.reason}" for r in summary.rejected[:20]]
-        if summary.rejected_count > 20:
-            lines.append(f"- … and {summary.rejected_count - 20} more")
+    if summary.table:
+        lines.append(
+            f"- database: {summary.table} ({summary.table_inserted} rows inserted, "
+            f"{summary.table_updated} updated)"
+        )
+    if summary.rejected_reasons:
+        lines += ["", "Rejected inputs (rows: reason):", ""]
+        lines += [f"- {n}: {reason}" for reason, n in summary.rejected_reasons.items()]
+    lines += [f"- hint: {hint}" for hint in summary.hints]
     return "\n".join(lines)
 
 
-_OTHER_ROWS = (("not_started", "not started (trial limit)"), ("not_in_lemlist", "not in lemlist"))
+_OTHER_ROWS = (
+    ("not_started", "not started (trial limit)"),
+    ("not_in_lemlist", "not in lemlist"),
+    ("skipped_has_email", "skipped: had an email"),
+    ("skipped_has_data", "skipped: had the data"),
+)
 _ALWAYS_SHOWN = ("to enrich", "not needing it", "rejected")
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from prefect_lemlist.api.client import LemlistClient
@@ -28,14 +29,9 @@ from prefect_lemlist.credentials import LemlistCredentials
 from prefect_lemlist.pipeline.bulk import start_contact_chunk
 from prefect_lemlist.pipeline.collect import ResultCollector
 from prefect_lemlist.pipeline.credit_watch import CreditWatch
-from prefect_lemlist.pipeline.export import (
-    export_columns,
-    export_rows,
-    output_stem,
-    row_statuses,
-    write_exports,
-    write_rejected,
-)
+from prefect_lemlist.pipeline.export import ExportContext, row_statuses
+from prefect_lemlist.pipeline.input_rules import apply_skip_rules
+from prefect_lemlist.pipeline.landing import land_results
 from prefect_lemlist.pipeline.ledger import (
     NOT_ATOMIC_WARNING,
     Ledger,
@@ -182,24 +178,37 @@ class EnrichmentRun:
             Those errors carry the run's `summary` (every row is exported).
         """
         clock = time.monotonic()
+        context = ExportContext(
+            self.flags, people=starter.kind == "contacts", key_column=self.options.destination.key
+        )
+        apply_skip_rules(
+            worklist, self.flags, force=self.options.force, only_missing=self.options.only_missing
+        )
         worklist.limit(self.options.limit, drop_others=worklist.source.kind == "campaign")
         keys = list(worklist.items)
         if recalls is None:
             recalls = await starter.recall(self.ledger, keys)
-        plan = make_plan(keys, recalls, self.flags, force=self.options.force, kind=starter.kind)
+        plan = make_plan(
+            keys,
+            recalls,
+            self.flags,
+            force=self.options.force,
+            kind=starter.kind,
+            refresh_before=_refresh_before(self.options.refresh_after_days, context.run_at),
+        )
         summary = self._summary(worklist, plan)
         summary.credits_before = (await self.client.get_credits()).credits
         self._log_plan(summary)
         refusal = credit_refusal(plan, summary.credits_before, self.options.max_credits)
         if self.options.dry_run or refusal:
             summary.stopped = refusal
-            await self._report(summary, worklist, RunState(), clock, export=False)
+            await self._report(summary, worklist, RunState(), clock, export=None)
             if refusal:
                 raise InsufficientCreditsError(refusal)
             return summary
         state = await self._enrich(worklist, plan, starter, summary)
         summary.credits_after = await self._credits() if state.started else summary.credits_before
-        await self._report(summary, worklist, state, clock, export=True)
+        await self._report(summary, worklist, state, clock, export=context)
         failure = self._failure(summary, state)
         if failure is not None:
             failure.summary = summary  # every row is exported
@@ -238,7 +247,13 @@ class EnrichmentRun:
         try:
             async with self._webhook(collector) as webhook_url:
                 context = StartContext(
-                    self.client, self.ledger, self.flags, webhook_url, self.options.force, stop
+                    self.client,
+                    self.ledger,
+                    self.flags,
+                    webhook_url,
+                    self.options.force,
+                    stop,
+                    refresh=frozenset(plan.refresh),
                 )
                 for key, enrichment_id in plan.to_collect.items():
                     collector.add(key, enrichment_id)
@@ -402,20 +417,23 @@ class EnrichmentRun:
             not_needed=worklist.not_needed,
             rejected=rejected[:100],
             rejected_count=len(rejected),
+            rejected_reasons=dict(Counter(r.reason for r in rejected).most_common()),
+            hints=list(worklist.hints),
             left_out=worklist.left_out,
             to_start=len(plan.to_start),
             recalled_from_ledger=plan.from_earlier_runs,
             resent_after_interruption=len(plan.resend),
+            refreshed=len(plan.refresh),
             max_credit_cost=plan.max_credit_cost,
         )
 
     def _log_plan(self, summary: PipelineSummary) -> None:
-        for item in summary.rejected[:20]:
-            run_log(
-                logging.WARNING, "rejected line %d (%r): %s", item.line, item.value, item.reason
-            )
-        if summary.rejected_count > 20:
-            run_log(logging.WARNING, "… and %d more rejected rows", summary.rejected_count - 20)
+        for reason, count in summary.rejected_reasons.items():
+            lines = [r.line for r in summary.rejected if r.reason == reason][:5]
+            shown = ", ".join(map(str, lines)) + (", …" if count > len(lines) else "")
+            run_log(logging.WARNING, "rejected %d rows (lines %s): %s", count, shown, reason)
+        for hint in summary.hints:
+            run_log(logging.WARNING, "hint: %s", hint)
         run_log(
             logging.INFO,
             "lemlist: %d to enrich (%s), %d to start, %d from earlier runs; at most %d credits "
@@ -447,7 +465,7 @@ class EnrichmentRun:
         state: RunState,
         clock: float,
         *,
-        export: bool,
+        export: ExportContext | None,
     ) -> None:
         """Fill the summary's counts and paths, write the exports, publish the artifacts."""
         summary.started = state.started
@@ -457,31 +475,33 @@ class EnrichmentRun:
         self._requests_counted = self.client.requests_sent
         summary.duration_seconds = time.monotonic() - clock
         rows: list[dict[str, Any]] = []
-        if export:
-            rows = self._export(summary, worklist, state.outcomes)
+        if export is not None:
+            rows = await self._export(summary, worklist, state.outcomes, export)
         summary.stopped = summary.stopped or state.stop.not_started
         await publish(summary, worklist.source, rows, state.batches)
 
-    def _export(
-        self, summary: PipelineSummary, worklist: Worklist, outcomes: dict[str, Outcome]
+    async def _export(
+        self,
+        summary: PipelineSummary,
+        worklist: Worklist,
+        outcomes: dict[str, Outcome],
+        context: ExportContext,
     ) -> list[dict[str, Any]]:
-        columns = export_columns(worklist, self.flags)
-        stem = output_stem(self.options.output_dir, self.options.output_name, worklist.source.slug)
-        paths = write_exports(
-            export_rows(worklist, outcomes, self.flags), columns, stem, self.options.formats
-        )
-        rejected = write_rejected(worklist, stem)
-        summary.csv_path = _text(paths.get("csv"))
-        summary.jsonl_path = _text(paths.get("jsonl"))
-        summary.parquet_path = _text(paths.get("parquet"))
-        summary.rejected_path = _text(rejected)
-        rows = export_rows(worklist, outcomes, self.flags)
-        shown = list(
-            itertools.islice(rows, max(ROWS_IN_RESULT, TABLE_PAGE_ROWS * TABLE_MAX_PAGES) + 1)
-        )
-        summary.counts = count_by_status(row_statuses(worklist, outcomes))
-        summary.rows = shown if len(shown) <= ROWS_IN_RESULT else None
-        return shown
+        shown = max(ROWS_IN_RESULT, TABLE_PAGE_ROWS * TABLE_MAX_PAGES) + 1
+        try:
+            landed = await land_results(worklist, outcomes, self.options, context, shown_rows=shown)
+        finally:
+            summary.counts = count_by_status(row_statuses(worklist, outcomes))
+        summary.csv_path = _text(landed.paths.get("csv"))
+        summary.jsonl_path = _text(landed.paths.get("jsonl"))
+        summary.parquet_path = _text(landed.paths.get("parquet"))
+        summary.rejected_path = _text(landed.rejected_path)
+        summary.table = landed.table
+        if landed.upsert is not None:
+            summary.table_inserted = landed.upsert.inserted
+            summary.table_updated = landed.upsert.updated
+        summary.rows = landed.shown if len(landed.shown) <= ROWS_IN_RESULT else None
+        return landed.shown
 
     def _stopped_error(self, summary: PipelineSummary, state: RunState) -> LemlistError:
         error = state.stop.error
@@ -508,6 +528,11 @@ def _count_collection(collector: ResultCollector, summary: PipelineSummary) -> N
     summary.polls = stats.polls
     summary.webhook_results = stats.results_from_webhook
     summary.webhook_confirmations = stats.webhook_confirmations
+
+
+def _refresh_before(days: float | None, now: datetime) -> datetime | None:
+    """The refresh cut-off: results recorded before it are enriched again (None: never)."""
+    return None if days is None else now - timedelta(days=days)
 
 
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:

@@ -13,13 +13,16 @@ from pathlib import Path
 from prefect_lemlist.api.client import LemlistClient
 from prefect_lemlist.api.models import CampaignLead, Contact, EnrichmentFlags, LeadByEmail
 from prefect_lemlist.api.validation import LeadId
+from prefect_lemlist.pipeline.input_rules import looks_like_lead_ids
 from prefect_lemlist.pipeline.inputs import Table
 from prefect_lemlist.pipeline.worklist import Row, Source, Worklist
 
 LEAD_ID_COLUMNS = ("lead_id", "_id", "leadId", "id")
+NAMED_LEAD_ID_COLUMNS = ("lead_id", "leadId")
+"""Columns that say they hold lead ids; `_id` and `id` (a CRM's own ids, often) are read as
+lead ids only when their values look like ones, or when there is no email column."""
 EMAIL_COLUMNS = ("email", "Email", "emailAddress")
 CAMPAIGN_COLUMNS = {
-    "lead_id": "lead_id",
     "first_name": "first_name",
     "last_name": "last_name",
     "company_name": "company_name",
@@ -30,7 +33,8 @@ CAMPAIGN_COLUMNS = {
     "phone": "phone",
     "linkedin_url": "linkedin_url",
 }
-"""Campaign export fields carried into the export (column -> `CampaignLead` attribute)."""
+"""Campaign export fields carried into the export (column -> `CampaignLead` attribute; the
+lead id and campaign id are fixed columns of the results)."""
 _EMAIL_LOOKUPS_AT_ONCE = 20
 
 
@@ -87,6 +91,7 @@ def campaign_worklist(
             continue
         context = {column: getattr(lead, attr) for column, attr in CAMPAIGN_COLUMNS.items()}
         row = Row(position, context, value=lead.lead_id)
+        row.lead = {"key": lead.lead_id, "email": lead.email, "email_status": lead.email_status}
         reason = _id_problem(lead.lead_id)
         if reason or lead.lead_id in seen:
             row.status, row.reason = "rejected", reason or "duplicate lead id in the export"
@@ -101,8 +106,8 @@ def campaign_worklist(
     for position, lead_id in enumerate(only or (), start=1):
         if lead_id not in exported:  # a chosen lead the export does not have: say so
             reason = f"not a lead of campaign {campaign_id} with state={state}"
-            row = Row(position, {"lead_id": lead_id}, status="rejected", reason=reason)
-            row.value = lead_id
+            row = Row(position, {}, status="rejected", reason=reason, value=lead_id)
+            row.lead = {"key": lead_id}
             worklist.add(row)
     return worklist
 
@@ -126,29 +131,42 @@ def emails_worklist(values: Iterable[object]) -> Worklist:
     return worklist
 
 
-def lead_file_worklist(table: Table, path: str | Path) -> Worklist:
-    """The rows of a lead file: by its lead id column (`lead_id`, `_id`, `leadId`, `id`) or,
-    when it has none, by its `email` column (each email looked up in lemlist); every other
-    column is carried into the export.
+def lead_file_worklist(table: Table, path: str | Path, id_column: str | None = None) -> Worklist:
+    """The rows of a lead file (see `lead_table_worklist`)."""
+    path = Path(path)
+    return lead_table_worklist(table, Source(f"file {path}", path.stem), id_column)
+
+
+def lead_table_worklist(table: Table, source: Source, id_column: str | None = None) -> Worklist:
+    """The rows of a lead file or query: by its lead id column or, when it has none, by its `email`
+    column (each email looked up in lemlist); every other column is carried into the export.
+
+    A column is read as lemlist lead ids when `id_column` names it, when it is `lead_id` or
+    `leadId`, or when it is `_id` or `id` and its values look like lead ids (`lea_…`) or there
+    is no email column: a CRM's own `id` column never hides the `email` column.
+
+    Args:
+        table: the rows.
+        source: where they come from (a file, a query).
+        id_column: the column of lead ids, when the user names it.
 
     Raises:
-        ValueError: the file has neither a lead id nor an email column.
+        ValueError: `id_column` is not a column; or the rows have neither lead ids nor an
+            email column.
     """
-    path = Path(path)
-    id_column = next((c for c in LEAD_ID_COLUMNS if c in table.columns), None)
+    id_column = _lead_id_column(table, source, id_column)
     email_column = next((c for c in EMAIL_COLUMNS if c in table.columns), None)
     if id_column is None and email_column is None:
         found = ", ".join(table.columns[:10]) or "nothing"
         raise ValueError(
-            f"input file {path} has no lead id column ({', '.join(LEAD_ID_COLUMNS)}) and no "
-            f"email column; found {found}"
+            f"{source.label} has no lead id column (lead_id, or _id / id holding lea_… values; "
+            f"or name it with --id-column) and no email column; found {found}"
         )
-    worklist = Worklist(Source(f"file {path}", path.stem), list(table.columns))
+    worklist = Worklist(source, list(table.columns))
     for raw in table.rows:
         if raw.error is not None:
-            worklist.add(Row(raw.line, {}, status="rejected", reason=raw.error))
-            continue
-        if id_column is not None:
+            worklist.add(Row(raw.line, raw.values, status="rejected", reason=raw.error))
+        elif id_column is not None:
             worklist.add(
                 _id_row(raw.line, raw.values, str(raw.values.get(id_column) or "").strip())
             )
@@ -156,6 +174,23 @@ def lead_file_worklist(table: Table, path: str | Path) -> Worklist:
             assert email_column is not None  # no id column: there is an email one (checked above)
             worklist.add(_email_row(raw.line, raw.values, raw.values.get(email_column)))
     return worklist
+
+
+def _lead_id_column(table: Table, source: Source, named: str | None) -> str | None:
+    """The column of lead ids: the one named, else a known name whose values look like ids."""
+    if named is not None:
+        if named not in table.columns:
+            found = ", ".join(table.columns[:10]) or "nothing"
+            raise ValueError(f"{source.label} has no column {named!r}; found {found}")
+        return named
+    has_email = any(c in table.columns for c in EMAIL_COLUMNS)
+    for column in LEAD_ID_COLUMNS:
+        if column not in table.columns:
+            continue
+        values = (row.values.get(column) for row in table.rows)
+        if column in NAMED_LEAD_ID_COLUMNS or not has_email or looks_like_lead_ids(values):
+            return column
+    return None
 
 
 def _id_row(line: int, context: dict, value: object) -> Row:
@@ -214,6 +249,11 @@ def _apply_lookup(worklist: Worklist, row: Row, leads: list[LeadByEmail]) -> Non
     ordered = sorted(leads, key=lambda lead: lead.updated_at or "", reverse=True)
     chosen = ordered[0]
     row.status, row.key = None, chosen.lead_id
+    row.lead = {
+        "campaign_id": chosen.campaign_id,
+        "email": chosen.email or row.value,
+        "email_status": chosen.email_status,
+    }
     note = f"lead {chosen.lead_id} found by email"
     if len(ordered) > 1:
         others = ", ".join(lead.lead_id for lead in ordered[1:5])

@@ -49,6 +49,8 @@ class StartContext:
         webhook_url: given to lemlist when collecting by webhook.
         force: start again what was started before (costs again).
         stop: the run's stop signal: set when nothing more may be started.
+        refresh: leads whose recorded result is stale (`refresh_after_days`): sent with
+            lemlist's `force`, their record taken over exclusively (never by two runs).
     """
 
     client: LemlistClient
@@ -57,6 +59,7 @@ class StartContext:
     webhook_url: str | None = None
     force: bool = False
     stop: StopSignal = field(default_factory=StopSignal)
+    refresh: frozenset[str] = frozenset()
 
     def sending(self, claim_sending: SendHook) -> SendHook:
         """The hook a start request awaits right before it leaves: nothing is sent once the run
@@ -161,7 +164,7 @@ async def claim_and_start_lead(
             lead_id,
             context.flags,
             webhook_url=context.webhook_url,
-            force=context.force,
+            force=context.force or lead_id in context.refresh,
             before_send=context.sending(claim.sending),
         )
         if result.skipped:

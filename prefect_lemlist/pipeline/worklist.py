@@ -45,6 +45,11 @@ class Source:
     kind: str = "input"
 
     @property
+    def campaign_id(self) -> str | None:
+        """The campaign, when the rows are a campaign's leads."""
+        return self.name if self.kind == "campaign" else None
+
+    @property
     def slug(self) -> str:
         """`name` with only lowercase letters, digits and dashes (Prefect artifact keys)."""
         return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")[:60].strip("-") or "input"
@@ -63,6 +68,8 @@ class Row:
         reason: why, for such a status.
         note: anything else a person should know about this row.
         value: the raw identifying value, for the rejection report.
+        lead: what lemlist says about the row's lead before the run (`campaign_id`, `email`,
+            `email_status`, `phone`, `company_domain`), for the results.
     """
 
     line: int
@@ -72,6 +79,7 @@ class Row:
     reason: str | None = None
     note: str | None = None
     value: str = ""
+    lead: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,6 +93,7 @@ class Worklist:
         items: item key -> what to enrich (a `LeadId` or a `Contact`), in first-seen order.
         not_needed: campaign leads left out because they already have the data.
         left_out: campaign leads a trial (`limit`) dropped (see `limit`).
+        hints: what would let rejected rows be enriched (e.g. a column to add).
     """
 
     source: Source
@@ -93,6 +102,7 @@ class Worklist:
     items: dict[str, Any] = field(default_factory=dict)
     not_needed: int = 0
     left_out: int = 0
+    hints: list[str] = field(default_factory=list)
 
     def add(self, row: Row, item: Any = None) -> None:
         """Append a row; its item is added once (later rows with the same key fan out)."""
@@ -138,3 +148,8 @@ class Worklist:
                 row.reason = f"not in this trial (limit {count})"
             rows.append(row)
         self.items, self.rows = kept, rows
+
+    def drop_unreferenced(self) -> None:
+        """Forget the items no row refers to any more (every row of theirs was skipped)."""
+        referenced = {row.key for row in self.rows if row.key is not None}
+        self.items = {key: item for key, item in self.items.items() if key in referenced}

@@ -8,6 +8,7 @@ import pytest
 
 from prefect_lemlist.pipeline.export import table_columns
 from prefect_lemlist.pipeline.report import PipelineSummary, render_summary
+from prefect_lemlist.pipeline.schema import RESULT_COLUMNS
 
 
 def _summary(**fields) -> PipelineSummary:
@@ -54,17 +55,9 @@ def test_a_campaign_trial_says_how_many_leads_it_left_out():
 
 
 def test_the_results_table_starts_with_the_status_and_what_was_found():
-    export = ["lead_id", "crm_id", "enrichment_id", "status", "email", "email_status"]
-    export += ["find_email_status", "error", "note"]
-    assert table_columns(export) == [
-        "status",
-        "email",
-        "email_status",
-        "find_email_status",
-        "lead_id",
-        "crm_id",
-        "enrichment_id",
-        "error",
-        "note",
-    ]
+    export = [*RESULT_COLUMNS[:-1], "crm_id", "raw_result"]
+    shown = table_columns(export)
+    assert shown[:4] == ["status", "email", "email_status", "phone"]
+    assert shown == [c for c in export if c != "raw_result"]  # the raw body: in the files only
+    export.remove("raw_result")
     assert sorted(table_columns(export)) == sorted(export)  # nothing lost
