@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from prefect.context import FlowRunContext
+
 from prefect_lemlist.api.client import LemlistClient
 from prefect_lemlist.api.exceptions import (
     EnrichmentsNotCollectedError,
@@ -29,6 +31,7 @@ from prefect_lemlist.credentials import LemlistCredentials
 from prefect_lemlist.pipeline.bulk import start_contact_chunk
 from prefect_lemlist.pipeline.collect import ResultCollector
 from prefect_lemlist.pipeline.credit_watch import CreditWatch
+from prefect_lemlist.pipeline.events import RunEventFacts, emit_run_events
 from prefect_lemlist.pipeline.export import ExportContext, row_statuses
 from prefect_lemlist.pipeline.input_rules import apply_skip_rules
 from prefect_lemlist.pipeline.landing import land_results
@@ -55,6 +58,7 @@ from prefect_lemlist.pipeline.run_state import RunState
 from prefect_lemlist.pipeline.start import (
     StartAnswer,
     StartContext,
+    known_team,
     not_started,
     start_lead_batch,
     team_ledger,
@@ -208,12 +212,39 @@ class EnrichmentRun:
             return summary
         state = await self._enrich(worklist, plan, starter, summary)
         summary.credits_after = await self._credits() if state.started else summary.credits_before
-        await self._report(summary, worklist, state, clock, export=context)
+        try:
+            await self._report(summary, worklist, state, clock, export=context)
+        finally:
+            self._emit_events(summary, state)
         failure = self._failure(summary, state)
         if failure is not None:
             failure.summary = summary  # every row is exported
             raise failure
         return summary
+
+    def _emit_events(self, summary: PipelineSummary, state: RunState) -> None:
+        """The run's Prefect events on its lemlist team (completed or halted, credits low)."""
+        team = known_team(self.client)
+        if team is None:
+            return
+        reason = state.stop.reason
+        context = FlowRunContext.get()
+        facts = RunEventFacts(
+            team_id=team.team_id,
+            team_name=team.name,
+            flow=context.flow.name if context is not None and context.flow else "enrichment",
+            source=summary.source,
+            workflows=summary.workflows,
+            halted=reason.value if reason is not None else None,
+            halted_message=state.stop.error.message if state.stop.error is not None else None,
+            counts=summary.counts,
+            started=summary.started,
+            credits_before=summary.credits_before,
+            credits_after=summary.credits_after,
+            destination=summary.table or summary.csv_path or summary.jsonl_path,
+            credits_alert=self.options.credits_alert,
+        )
+        emit_run_events(facts)
 
     def _failure(self, summary: PipelineSummary, state: RunState) -> LemlistError | None:
         """Why the run must end Failed although every row is exported: it stopped starting,

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from prefect_lemlist.api.client import LemlistClient, SendHook
 from prefect_lemlist.api.exceptions import ClaimedElsewhereError, LemlistError
-from prefect_lemlist.api.models import EnrichLeadResult, EnrichmentFlags
+from prefect_lemlist.api.models import EnrichLeadResult, EnrichmentFlags, Team
 from prefect_lemlist.pipeline.ledger import (
     Ledger,
     Recall,
@@ -31,7 +31,7 @@ from prefect_lemlist.pipeline.outcomes import Outcome, Status
 from prefect_lemlist.pipeline.stop import StopSignal
 from prefect_lemlist.settings import lemlist_settings
 
-_teams: dict[str, str] = {}  # key fingerprint -> lemlist team id, for this process
+_teams: dict[str, Team] = {}  # key fingerprint -> its lemlist team, for this process
 # one team lookup at a time per event loop: 50 concurrent `enrich_lead` calls send one GET /team
 _team_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
@@ -123,11 +123,16 @@ async def team_ledger(client: LemlistClient, flags: EnrichmentFlags) -> Ledger:
     loop = asyncio.get_running_loop()
     lookup = _team_lookups.setdefault(loop, asyncio.Lock())
     async with lookup:
-        team_id = _teams.get(client.fingerprint)
-        if team_id is None:
-            team_id = _teams[client.fingerprint] = (await client.get_team()).team_id
+        team = _teams.get(client.fingerprint)
+        if team is None:
+            team = _teams[client.fingerprint] = await client.get_team()
     storage = await default_storage()
-    return Ledger(storage, account_key(team_id), flags.label())
+    return Ledger(storage, account_key(team.team_id), flags.label())
+
+
+def known_team(client: LemlistClient) -> Team | None:
+    """The client's team, once `team_ledger` has read it."""
+    return _teams.get(client.fingerprint)
 
 
 def not_started(key: str, reason: str) -> StartAnswer:
