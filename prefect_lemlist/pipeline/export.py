@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from prefect_lemlist.api.models import EnrichmentFlags
+from prefect_lemlist.pipeline.input_rules import known_values
 from prefect_lemlist.pipeline.inputs import cell
 from prefect_lemlist.pipeline.outcomes import Outcome, credits_by_price
 from prefect_lemlist.pipeline.schema import (
@@ -125,9 +126,10 @@ def _result_values(
     row: Row, outcome: Outcome, worklist: Worklist, context: ExportContext
 ) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(outcome, name) for name in _FOUND}
-    if not values["email"] and row.lead.get("email"):  # what lemlist already had: carried
-        values["email"] = row.lead["email"]
-        values["email_status"] = values["email_status"] or row.lead.get("email_status")
+    known = known_values(row)
+    if not values["email"] and known.get("email"):  # what the lead or row already had
+        values["email"] = known["email"]
+        values["email_status"] = values["email_status"] or known.get("email_status")
     requested = {spec.status_column for spec in context.flags.specs}
     values.update({c: outcome.workflows.get(c) for c in STATUS_COLUMNS if c in requested})
     values["email_domain_matches"] = email_domain_matches(values["email"], _domain(row))
