@@ -46,18 +46,19 @@ def start_python(
             child_env.pop(key, None)
         else:
             child_env[key] = value
-    command = [sys.executable, *args]
-    if log is None:
+    output: Any = subprocess.PIPE
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        output = open(log, "w")  # closed below: the child keeps its own copy
+    try:
         return subprocess.Popen(
-            command,
+            [sys.executable, *args],
             cwd=ROOT,
             env=child_env,
-            stdout=subprocess.PIPE,
+            stdout=output,
             stderr=subprocess.STDOUT,
-            text=True,
+            text=log is None,
         )
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            command, cwd=ROOT, env=child_env, stdout=handle, stderr=subprocess.STDOUT
-        )
+    finally:
+        if log is not None:
+            output.close()
