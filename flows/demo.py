@@ -5,7 +5,8 @@
 
 The sandbox's state (its key, its team, what it enriched, the credits) lives in `.demo/`, and the
 enrichment ledger in `.prefect/`, so a second run finds what the first one started or finished:
-it spends no credit and says so. `--fresh` starts over with a new sandbox.
+it spends no credit and says so. `--fresh` starts over with a new sandbox. `--json` prints the
+run's summary as JSON (a `PipelineSummary`, as the CLI's `--json`) and nothing else on stdout.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         "--state-dir", default=str(DEMO_DIR), help="where the demo keeps its sandbox's state"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's summary as JSON (PipelineSummary) instead of markdown; the demo's "
+        "own lines go to stderr",
+    )
     return parser
 
 
@@ -80,6 +87,11 @@ def _options(cls: type[Any], args: argparse.Namespace) -> Any:
     )
 
 
+def _say(args: argparse.Namespace, line: str) -> None:
+    """One of the demo's own lines: on stdout, or on stderr with `--json` (stdout is the JSON)."""
+    print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -97,16 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         credentials = LemlistCredentials(api_key=sandbox.api_key, base_url=sandbox.base_url)
         again = "" if run_number == 1 else ": earlier results are reused, --fresh starts over"
         where = f"run {run_number} on {args.state_dir}{again}"
-        print(f"lemlist sandbox on {sandbox.base_url} ({where})")
+        _say(args, f"lemlist sandbox on {sandbox.base_url} ({where})")
         if args.contacts:
             return _contacts(args, credentials)
-        print(f"campaign {sandbox.campaign_id}: {args.leads} leads (seed {args.seed})", flush=True)
+        _say(args, f"campaign {sandbox.campaign_id}: {args.leads} leads (seed {args.seed})")
         options = _options(EnrichmentOptions, args)
         return run_flow(
             lambda: enrich_campaign(
                 sandbox.campaign_id, credentials, options=options, return_state=True
             ),
             debug=args.debug,
+            as_json=args.json,
         )
 
 
@@ -114,13 +127,14 @@ def _contacts(args: argparse.Namespace, credentials: LemlistCredentials) -> int:
     people = Path(args.state_dir) / f"people-{args.people}-seed{args.seed}.csv"
     if not people.exists():
         write_people_file(people, generate_people(args.people, seed=args.seed))
-    print(f"people file {people} ({args.people} rows, seed {args.seed})", flush=True)
+    _say(args, f"people file {people} ({args.people} rows, seed {args.seed})")
     options = _options(ContactOptions, args)
     return run_flow(
         lambda: enrich_contacts(
             str(people), credentials_block=credentials, options=options, return_state=True
         ),
         debug=args.debug,
+        as_json=args.json,
     )
 
 

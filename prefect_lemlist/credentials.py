@@ -51,7 +51,11 @@ class LemlistCredentials(CredentialsBlock):
     _block_type_name = "Lemlist Credentials"
     # Block annotates these two `HttpUrl | None` but accepts plain strings (it validates them when
     # registering the block type); they stay `str` so code reading them gets a string.
-    _logo_url = "https://www.lemlist.com/favicon-256x256.png"  # type: ignore[assignment]
+    # lemlist's icon as n8n ships it (its lemlist node), pinned to a commit so it never moves
+    _logo_url = (
+        "https://raw.githubusercontent.com/n8n-io/n8n/d76c4af8ef9be65b2974256c8c616b8f863ff294"
+        "/packages/nodes-base/nodes/Lemlist/lemlist.svg"  # type: ignore[assignment]
+    )
     _documentation_url = (
         "https://developer.lemlist.com/api-reference/getting-started/authentication"  # type: ignore[assignment]
     )

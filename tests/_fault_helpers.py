@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from _processes import start_python
+
 from prefect_lemlist import local_api
 
-ROOT = Path(__file__).resolve().parents[1]
 STARTED: list[subprocess.Popen] = []  # every process started here, for `kill_leftovers`
 
 
@@ -31,26 +32,12 @@ def start_flow(
 
     `extra_env` values override the environment; None removes the variable.
     """
-    env = {
-        **os.environ,
-        "LEMLIST_API_KEY": sandbox.api_key,
-        "LEMLIST_BASE_URL": sandbox.base_url,
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
-    for key, value in (extra_env or {}).items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / f"{name}.log", "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, __file__, sandbox.campaign_id, str(output_dir), name],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_python(
+        [__file__, sandbox.campaign_id, str(output_dir), name],
+        sandbox=sandbox,
+        env=extra_env,
+        log=output_dir / f"{name}.log",
+    )
     STARTED.append(process)
     return process
 

@@ -1022,60 +1022,74 @@ def test_an_unknown_lead_id_is_named_in_the_rejected_file_and_summary(lead_id_tr
 # ----------------------------------------------------------------------------- the main job
 
 
-def _summary_line(output: str, prefix: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith(prefix)]
-    assert len(lines) == 1, output
-    return lines[0]
+DEMO = [sys.executable, str(ROOT / "run.py"), "demo"]
+
+
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    """The demo's environment: its own Prefect home (and the ephemeral API), no session server."""
+    return cli_env(
+        PREFECT_API_URL=None,
+        PREFECT_HOME=str(tmp_path / "home"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+    )
+
+
+def demo_summary(result: Result) -> PipelineSummary:
+    """Exit 0, no traceback; the run's summary, as `--json` printed it (the whole of stdout)."""
+    assert result.code == 0 and "Traceback" not in result.output, result
+    assert SUMMARY_HEADING not in result.output, result  # not the markdown too
+    return summary_of(result)
 
 
 @pytest.mark.slow
 def test_the_main_job_spends_nothing_the_second_time(tmp_path):
-    """`python3 run.py demo` (smaller), twice, on its own Prefect home and state folder: the
-    first run enriches, the second starts nothing, spends nothing, and says so."""
-    env = cli_env(
-        PREFECT_API_URL=None,
-        PREFECT_HOME=str(tmp_path / "home"),
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
-    )
+    """`python3 run.py demo` (smaller), on its own Prefect home and state folder, twice with
+    `--json`: the first run enriches, the second starts nothing, spends nothing, and says so;
+    a third run without `--json` prints the readable summary."""
+    env = demo_env(tmp_path)
     args = ["--leads", "40", "--state-dir", str(tmp_path / "demo")]
     args += ["--output-dir", str(tmp_path / "out")]
-    command = [sys.executable, str(ROOT / "run.py"), "demo"]
-    first = run_cli(args, env, command=command, timeout=300)
-    second = run_cli(args, env, command=command, timeout=300)
-    for result in (first, second):
-        assert result.code == 0 and "Traceback" not in result.output, result
-    started = int(_summary_line(first.stdout, "- started: ").split()[2].rstrip(";"))
-    to_enrich = re.search(r"\((\d+) to enrich", _summary_line(first.stdout, "- rows: "))
-    assert started > 0 and to_enrich, first
+    first = run_cli([*args, "--json"], env, command=DEMO, timeout=300)
+    second = run_cli([*args, "--json"], env, command=DEMO, timeout=300)
+    first_summary, second_summary = demo_summary(first), demo_summary(second)
+    assert first_summary.started > 0 and first_summary.selected > 0, first
     # every lead has a record: the started ones and those lemlist answered with a 409
-    assert _summary_line(second.stdout, "- started: ") == (
-        f"- started: 0; from earlier runs (no new charge): {to_enrich[1]}"
-    ), second
-    assert "; spent 0 (" in _summary_line(second.stdout, "- credits: "), second
-    assert "run 2 on" in second.stdout and "earlier results are reused" in second.stdout
+    assert second_summary.started == 0, second
+    assert second_summary.recalled_from_ledger == first_summary.selected, second
+    assert second_summary.credits_before is not None, second
+    assert second_summary.credits_spent == 0, second
+    # the demo's own lines go to stderr with --json
+    assert "run 2 on" in second.stderr and "earlier results are reused" in second.stderr
     exports = sorted((tmp_path / "out").glob("cam-*.csv"))
-    assert len(exports) == 2  # never overwritten
+    assert [str(path) for path in exports] == sorted(
+        [first_summary.csv_path, second_summary.csv_path]
+    )  # never overwritten
     first_rows, second_rows = (list(csv.DictReader(path.open())) for path in exports)
     assert [r["enrichment_id"] for r in second_rows] == [r["enrichment_id"] for r in first_rows]
+
+    human = run_cli(args, env, command=DEMO, timeout=300)  # without --json: for a person
+    assert human.code == 0 and "Traceback" not in human.output, human
+    assert human.stdout.count(SUMMARY_HEADING) == 1, human
+    assert "run 3 on" in human.stdout and "earlier results are reused" in human.stdout, human
+    printed = [Path(path) for path in summary_paths(human.stdout)["export"]]  # `- export:`
+    assert printed and all(path.is_file() for path in printed), human
+    [export] = [path for path in printed if path.suffix == ".csv"]
+    assert sorted((tmp_path / "out").glob("cam-*.csv")) == sorted([*exports, export])
 
 
 @pytest.mark.slow
 def test_the_contacts_demo_enriches_a_people_file_by_webhook(tmp_path):
-    env = cli_env(
-        PREFECT_API_URL=None,
-        PREFECT_HOME=str(tmp_path / "home"),
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
-    )
     args = ["--contacts", "--people", "300", "--state-dir", str(tmp_path / "demo")]
-    args += ["--output-dir", str(tmp_path / "out")]
-    result = run_cli(args, env, command=[sys.executable, str(ROOT / "run.py"), "demo"], timeout=300)
-    assert result.code == 0 and "Traceback" not in result.output, result
-    assert "0 polls" in _summary_line(result.stdout, "- API requests: "), result
+    args += ["--output-dir", str(tmp_path / "out"), "--json"]
+    result = run_cli(args, demo_env(tmp_path), command=DEMO, timeout=300)
+    summary = demo_summary(result)
+    assert summary.polls == 0, result
     [export] = [
         path
         for path in (tmp_path / "out").glob("people-300-*.csv")
         if not path.name.endswith(".rejected.csv")  # the rejected rows' own file
     ]
+    assert str(export) == summary.csv_path, result
     rows = list(csv.DictReader(export.open()))
     assert len(rows) == 300
     assert {row["status"] for row in rows} <= {"done", "not_found", "rejected"}

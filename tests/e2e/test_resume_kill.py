@@ -6,38 +6,25 @@ import csv
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from _processes import start_python
 from prefect.settings import PREFECT_API_URL
 
 from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def flow_process(sandbox, output_dir: Path, name: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-        "LEMLIST_API_KEY": sandbox.api_key,
-        "LEMLIST_BASE_URL": sandbox.base_url,
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "flows.enrich_campaign",
-        sandbox.campaign_id,
-        "--output-dir",
-        str(output_dir),
-        "--batch-size",
-        "20",
-    ]
-    log = open(output_dir / f"{name}.log", "w")
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = ["-m", "flows.enrich_campaign", sandbox.campaign_id]
+    command += ["--output-dir", str(output_dir), "--batch-size", "20"]
+    return start_python(
+        command,
+        sandbox=sandbox,
+        env={"PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        log=output_dir / f"{name}.log",
+    )
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> None:

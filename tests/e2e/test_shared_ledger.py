@@ -10,12 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from _processes import start_python
 
 from prefect_lemlist.local_api import PrefectServer
 from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 SAVE_BLOCK = """
 import sys
@@ -25,26 +23,19 @@ LocalFileSystem(basepath=sys.argv[1]).save("shared-ledger", overwrite=True, _syn
 
 
 def flow_process(sandbox, server: PrefectServer, home: Path, csv_path: Path, out: Path, shared):
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": server.url,
-        "PREFECT_HOME": str(home),
-        "LEMLIST_API_KEY": sandbox.api_key,
-        "LEMLIST_BASE_URL": sandbox.base_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    env.pop("PREFECT_TEST_MODE", None)
-    env.pop("PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK", None)
-    env.pop("LEMLIST_LEDGER_DIR", None)  # it would win over the storage block
-    if shared:
-        env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = "local-file-system/shared-ledger"
-    else:  # a home on its own storage
-        env["LEMLIST_LEDGER_DIR"] = str(home / "own-ledger")
-    command = [sys.executable, "-m", "flows.enrich_leads", "--csv", str(csv_path)]
+    command = ["-m", "flows.enrich_leads", "--csv", str(csv_path)]
     command += ["--output-dir", str(out), "--collect-timeout", "60"]
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    storage = "local-file-system/shared-ledger"
+    env = {
+        "PREFECT_API_URL": server.url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_TEST_MODE": None,
+        # shared: the storage block; else a home on its own storage (LEMLIST_LEDGER_DIR would
+        # win over the storage block)
+        "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": storage if shared else None,
+        "LEMLIST_LEDGER_DIR": None if shared else str(home / "own-ledger"),
+    }
+    return start_python(command, sandbox=sandbox, prefect_home=home, env=env, log_level=None)
 
 
 def finish(process: subprocess.Popen) -> str:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from urllib.parse import urlsplit
 
 import pytest
 from prefect.blocks.core import Block
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
+from pydantic import HttpUrl, TypeAdapter
 
 import prefect_lemlist
 from prefect_lemlist import LemlistCredentials
@@ -20,9 +23,11 @@ from prefect_lemlist import LemlistCredentials
 class TestAllBlocksAdhereToStandards(BlockStandardTestSuite):
     """Runs Prefect's standard block checks (docstring, field descriptions, code example).
 
-    The suite's logo test downloads `_logo_url` with Pillow; this machine has no internet, so
-    Pillow is deliberately not a test dependency and that single check is skipped by the suite
-    itself (it is not counted as passing here: see `test_logo_url_is_https_png` below).
+    The suite's logo test downloads `_logo_url` and opens it with Pillow; this machine has no
+    internet, so Pillow is deliberately not a test dependency and that single check is skipped by
+    the suite itself (it is not counted as passing here). Pillow opens raster images only, so it
+    could not pass on our SVG logo anyway, which the Prefect UI shows in an `<img>` as it shows
+    a PNG: see `test_logo_url_is_https_an_image_and_pinned_to_a_commit` below.
     """
 
     @pytest.fixture
@@ -30,9 +35,19 @@ class TestAllBlocksAdhereToStandards(BlockStandardTestSuite):
         return block
 
 
-def test_logo_url_is_https_png():
-    assert LemlistCredentials._logo_url.startswith("https://")
-    assert str(LemlistCredentials._logo_url).endswith(".png")
+def test_logo_url_is_https_an_image_and_pinned_to_a_commit():
+    """The logo is a file of a public repository at one commit (a branch's file can move or go),
+    served by raw.githubusercontent.com, and an image the UI's `<img>` shows (SVG or PNG)."""
+    url = urlsplit(str(LemlistCredentials._logo_url))
+    assert url.scheme == "https"
+    assert url.netloc == "raw.githubusercontent.com"
+    owner, repo, commit, *path = url.path.lstrip("/").split("/")
+    assert owner and repo and path, url
+    assert re.fullmatch(r"[0-9a-f]{40}", commit), f"not pinned to a commit: {commit}"
+    assert path[-1].endswith((".svg", ".png")), url
+    assert not url.query and not url.fragment, url
+    # Prefect's block-type schema takes it as an HttpUrl
+    assert str(TypeAdapter(HttpUrl).validate_python(str(url.geturl()))) == url.geturl()
 
 
 def test_block_is_exported_and_registered_through_the_entry_point():

@@ -8,6 +8,7 @@ import base64
 import logging
 
 import pytest
+from _sandboxes import sandbox_fixture
 from prefect import flow
 
 from prefect_lemlist import (
@@ -41,10 +42,7 @@ def leads_of(sandbox, kind: LeadKind) -> list[str]:
     return [lead.lead_id for lead in sandbox.leads if lead.kind == kind]
 
 
-@pytest.fixture
-def sandbox():
-    with run_sandbox(SandboxConfig(leads=60, seed=7, enrichment_seconds=(0.3, 0.6))) as box:
-        yield box
+sandbox = sandbox_fixture(leads=60, seed=7, enrichment_seconds=(0.3, 0.6))  # new for each test
 
 
 async def test_enrich_then_wait_in_a_flow_returns_the_found_email(sandbox):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from _sandboxes import sandbox_fixture
 
 from prefect_lemlist.api.client import LemlistClient
 from prefect_lemlist.api.exceptions import (
@@ -34,10 +35,7 @@ from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 FLAGS = EnrichmentFlags(find_email=True)
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with run_sandbox(SandboxConfig(leads=40, seed=11, enrichment_seconds=(0.3, 0.6))) as box:
-        yield box
+sandbox = sandbox_fixture("module", leads=40, seed=11, enrichment_seconds=(0.3, 0.6))
 
 
 @pytest.fixture

@@ -11,17 +11,14 @@ import time
 
 import httpx
 import pytest
+from _sandboxes import sandbox_fixture
 
-from prefect_lemlist.sandbox import SandboxConfig, run_sandbox
 from prefect_lemlist.sandbox.network import FaultProxy, NetworkFault, ProxyStats
 
 SHORT = httpx.Timeout(1.0)  # the client's timeout when a fault makes it wait
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with run_sandbox(SandboxConfig(leads=5, rate_limit=10_000)) as running:
-        yield running
+sandbox = sandbox_fixture("module", leads=5, rate_limit=10_000)
 
 
 @pytest.fixture
