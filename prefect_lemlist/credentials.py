@@ -51,9 +51,11 @@ class LemlistCredentials(CredentialsBlock):
     _block_type_name = "Lemlist Credentials"
     # Block annotates these two `HttpUrl | None` but accepts plain strings (it validates them when
     # registering the block type); they stay `str` so code reading them gets a string.
-    # lemlist's icon as n8n ships it (its lemlist node), pinned to a commit so it never moves
+    # lemlist's icon as n8n ships it (its lemlist node), pinned to a commit so it never moves,
+    # through jsDelivr's GitHub CDN, which serves an SVG as `image/svg+xml` (raw GitHub URLs
+    # have served SVGs as text/plain, which an `<img>` refuses)
     _logo_url = (
-        "https://raw.githubusercontent.com/n8n-io/n8n/d76c4af8ef9be65b2974256c8c616b8f863ff294"
+        "https://cdn.jsdelivr.net/gh/n8n-io/n8n@d76c4af8ef9be65b2974256c8c616b8f863ff294"
         "/packages/nodes-base/nodes/Lemlist/lemlist.svg"  # type: ignore[assignment]
     )
     _documentation_url = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -56,6 +57,8 @@ class Collected:
         enrichment: the finished enrichment, for `finished`.
         error: what went wrong, otherwise.
         source: `poll`, `webhook` or `webhook+poll` (a webhook confirmed by a poll).
+        raw_json: lemlist's body for `enrichment`, as compact JSON text (the parsed body is
+            dropped: a run keeps 100,000s of results).
     """
 
     key: str
@@ -64,6 +67,7 @@ class Collected:
     enrichment: Enrichment | None = None
     error: str | None = None
     source: str = "poll"
+    raw_json: str | None = None
 
 
 @dataclass
@@ -281,9 +285,18 @@ class ResultCollector:
         self._pending.pop(item.enrichment_id, None)
         self._resolved_ids.add(item.enrichment_id)
         enrichment = collected.enrichment
-        if enrichment is not None and enrichment.raw:  # kept for 100,000s: only what is read
+        raw_json = collected.raw_json
+        if enrichment is not None and enrichment.raw:  # kept for 100,000s: as compact text
+            raw_json = json.dumps(enrichment.raw, separators=(",", ":"), ensure_ascii=False)
             enrichment = enrichment.model_copy(update={"raw": {}})
-        collected = Collected(**{**collected.__dict__, "source": source, "enrichment": enrichment})
+        collected = Collected(
+            **{
+                **collected.__dict__,
+                "source": source,
+                "enrichment": enrichment,
+                "raw_json": raw_json,
+            }
+        )
         self.results[item.key] = collected
         self.stats.sources[source] = self.stats.sources.get(source, 0) + 1
         self._wake.set()

@@ -148,7 +148,7 @@ def _result_values(
         record_key=_record_key(row, context),
         input_line=row.line,
         run_at=context.run_at,
-        raw_result=outcome.raw,
+        raw_result=json.loads(outcome.raw) if outcome.raw else None,
     )
     return values
 

@@ -6,6 +6,7 @@ once final, so a later run reports it without asking lemlist again.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -65,7 +66,7 @@ class Outcome(BaseModel):
         error: why it failed, was refused, or is not final.
         note: anything else worth knowing (e.g. the answer comes from an earlier run).
         enriched_at: when lemlist's result was collected (UTC).
-        raw: lemlist's result body.
+        raw: lemlist's result body, as compact JSON text.
     """
 
     status: Status
@@ -80,7 +81,7 @@ class Outcome(BaseModel):
     error: str | None = None
     note: str | None = None
     enriched_at: datetime | None = None
-    raw: dict[str, Any] | None = None
+    raw: str | None = None
 
     def with_note(self, note: str | None) -> Outcome:
         """A copy with `note` added to any note it has."""
@@ -105,11 +106,17 @@ def outcome_of(collected: Collected, flags: EnrichmentFlags) -> Outcome:
     if collected.kind != "finished" or collected.enrichment is None:
         status = "failed" if collected.kind == "finished" else collected.kind
         return Outcome(status=status, enrichment_id=collected.enrichment_id, error=collected.error)
-    return outcome_of_enrichment(collected.enrichment, flags, collected.source)
+    return outcome_of_enrichment(
+        collected.enrichment, flags, collected.source, raw_json=collected.raw_json
+    )
 
 
 def outcome_of_enrichment(
-    enrichment: Enrichment, flags: EnrichmentFlags, source: str = "poll"
+    enrichment: Enrichment,
+    flags: EnrichmentFlags,
+    source: str = "poll",
+    *,
+    raw_json: str | None = None,
 ) -> Outcome:
     """The outcome of a finished enrichment, workflow by workflow."""
     profile = enrichment.linkedin or {}
@@ -122,7 +129,7 @@ def outcome_of_enrichment(
         "linkedin_headline": _text(profile.get("tagline") or profile.get("occupation")),
         "linkedin_company": _text(profile.get("companyName")),
         "enriched_at": datetime.now(timezone.utc),
-        "raw": enrichment.raw or None,
+        "raw": raw_json or _compact(enrichment.raw),
     }
     if not enrichment.done:
         return Outcome(
@@ -171,6 +178,10 @@ def count_by_status(outcomes: Iterable[str]) -> dict[str, int]:
     """How many rows have each status (every status listed, zeros included)."""
     counts = Counter(outcomes)
     return {status: counts.get(status, 0) for status in STATUSES}
+
+
+def _compact(body: dict[str, Any]) -> str | None:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False) if body else None
 
 
 def _text(value: Any) -> str | None:

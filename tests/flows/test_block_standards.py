@@ -37,12 +37,14 @@ class TestAllBlocksAdhereToStandards(BlockStandardTestSuite):
 
 def test_logo_url_is_https_an_image_and_pinned_to_a_commit():
     """The logo is a file of a public repository at one commit (a branch's file can move or go),
-    served by raw.githubusercontent.com, and an image the UI's `<img>` shows (SVG or PNG)."""
+    served by jsDelivr's GitHub CDN (`/gh/<owner>/<repo>@<commit>/<path>`, with an image content
+    type), and an image the UI's `<img>` shows (SVG or PNG)."""
     url = urlsplit(str(LemlistCredentials._logo_url))
     assert url.scheme == "https"
-    assert url.netloc == "raw.githubusercontent.com"
-    owner, repo, commit, *path = url.path.lstrip("/").split("/")
-    assert owner and repo and path, url
+    assert url.netloc == "cdn.jsdelivr.net"
+    gh, owner, repo_at_commit, *path = url.path.lstrip("/").split("/")
+    repo, _, commit = repo_at_commit.partition("@")
+    assert gh == "gh" and owner and repo and path, url
     assert re.fullmatch(r"[0-9a-f]{40}", commit), f"not pinned to a commit: {commit}"
     assert path[-1].endswith((".svg", ".png")), url
     assert not url.query and not url.fragment, url

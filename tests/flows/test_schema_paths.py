@@ -110,16 +110,17 @@ async def test_every_door_writes_the_same_documented_columns(tmp_path: Path) -> 
     rows = check_fixed_columns(by_email.csv_path, ["input_email"])
     assert [r["lead_id"] for r in rows] == lead_ids[:5]  # the lead each email resolved to
     assert all(r["campaign_id"] == campaign_id for r in rows)
-    assert all(r["find_email_status"] == "" and r["find_phone_status"] for r in rows)
+    assert all(r["find_email_status"] == "" for r in rows)  # not asked: empty, still there
     for row in check_fixed_columns(by_file.csv_path, ["input_lead_id", "crm"]):
         assert row["lead_id"] == row["input_lead_id"] and row["linkedin_status"]
     rows = check_fixed_columns(
-        people_run.csv_path, ["input_linkedin_url", "input_first_name", "input_last_name", "crm_id"]
+        people_run.csv_path, ["input_linkedin_url", "first_name", "last_name", "crm_id"]
     )
     assert all(r["lead_id"] == "" for r in rows)
     assert all(r["person_key"] for r in rows if r["status"] != "rejected")
     done = [r for r in rows if r["status"] == "done"]
-    assert done and all(r["enriched_at"] and r["raw_result"].startswith("{") for r in done)
+    assert done and all(r["enriched_at"] for r in done), done[0]
+    assert all(r["raw_result"].startswith("{") for r in done), done[0]["raw_result"]
     assert all(float(r["credits_charged"]) in (0.0, 5.0) for r in done)
 
 
@@ -128,7 +129,7 @@ async def test_a_crm_id_never_hides_the_email_column(tmp_path: Path) -> None:
     with run_sandbox(SandboxConfig(leads=0, seed=53, **QUICK)) as sandbox:
         campaign_id, lead_ids = sandbox.add_campaign_from_people(people, name="crm")
         crm = write_csv(
-            tmp_path / "crm.csv",
+            tmp_path / "crm-input.csv",
             [{"id": 101 + n, "email": p["email"]} for n, p in enumerate(people)],
         )
         summary = await enrich_leads(
@@ -154,7 +155,7 @@ async def test_rejections_are_summarised_with_the_column_to_add(tmp_path: Path) 
         }
         for n in range(40)
     ]
-    path = write_csv(tmp_path / "crm-people.csv", rows)
+    path = write_csv(tmp_path / "crm-people-input.csv", rows)
     with run_sandbox(SandboxConfig(leads=0, seed=54, **QUICK)) as sandbox:
         summary = await enrich_contacts(
             path=str(path),
@@ -176,7 +177,7 @@ async def test_a_row_that_has_an_email_is_not_sent_to_find_email(tmp_path: Path)
         person["email"] = f"known{n}@{person['company_domain'] or 'acme.io'}"
     for person in people[8:]:
         person["email"] = ""
-    path = write_csv(tmp_path / "people.csv", people)
+    path = write_csv(tmp_path / "people-input.csv", people)
     with run_sandbox(SandboxConfig(leads=0, seed=55, **QUICK)) as sandbox:
         creds = credentials_for(sandbox)
         summary = await enrich_contacts(
@@ -203,7 +204,7 @@ async def test_only_missing_and_email_domain_matches(tmp_path: Path) -> None:
     people = [p for p in generate_people(300, seed=56) if p["linkedin_url"]][:12]
     for n, person in enumerate(people):
         person["phone"] = "+33 6 00 00 00 0%d" % n if n < 5 else ""
-    path = write_csv(tmp_path / "phones.csv", people)
+    path = write_csv(tmp_path / "phones-input.csv", people)
     with run_sandbox(SandboxConfig(leads=0, seed=56, **QUICK)) as sandbox:
         summary = await enrich_contacts(
             path=str(path),
@@ -261,7 +262,9 @@ async def test_refresh_after_days_enriches_stale_results_again_once(tmp_path: Pa
     assert final > 0
     assert again.started == 0 and again.recalled_from_ledger == len(lead_ids)
     assert dry.refreshed == final and dry.max_credit_cost == 5 * dry.to_start
-    assert refreshed.refreshed == final and refreshed.started == final
+    # lemlist's force does not lift an earlier not-found with the same inputs (409): those
+    # stale leads are sent and skipped, the others started again
+    assert refreshed.refreshed == final and 0 < refreshed.started <= final
     # each stale lead POSTed once more (with lemlist's force), never twice
     posts = stats.enrich_posts_by_lead
     assert all(posts[lead] <= 2 for lead in lead_ids)
