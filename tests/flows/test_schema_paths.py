@@ -127,7 +127,7 @@ async def test_every_door_writes_the_same_documented_columns(tmp_path: Path) -> 
 async def test_a_crm_id_never_hides_the_email_column(tmp_path: Path) -> None:
     people = [p for p in generate_people(80, seed=53) if p["email"] and "@" in p["email"]][:6]
     with run_sandbox(SandboxConfig(leads=0, seed=53, **QUICK)) as sandbox:
-        campaign_id, lead_ids = sandbox.add_campaign_from_people(people, name="crm")
+        _, lead_ids = sandbox.add_campaign_from_people(people, name="crm")
         crm = write_csv(
             tmp_path / "crm-input.csv",
             [{"id": 101 + n, "email": p["email"]} for n, p in enumerate(people)],
@@ -203,7 +203,7 @@ async def test_a_row_that_has_an_email_is_not_sent_to_find_email(tmp_path: Path)
 async def test_only_missing_and_email_domain_matches(tmp_path: Path) -> None:
     people = [p for p in generate_people(300, seed=56) if p["linkedin_url"]][:12]
     for n, person in enumerate(people):
-        person["phone"] = "+33 6 00 00 00 0%d" % n if n < 5 else ""
+        person["phone"] = f"+33 6 00 00 00 0{n}" if n < 5 else ""
     path = write_csv(tmp_path / "phones-input.csv", people)
     with run_sandbox(SandboxConfig(leads=0, seed=56, **QUICK)) as sandbox:
         summary = await enrich_contacts(
