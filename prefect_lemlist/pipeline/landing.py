@@ -12,8 +12,9 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from prefect_lemlist.api.exceptions import DatabaseTargetError
 from prefect_lemlist.pipeline.export import (
     ExportContext,
     export_columns,
@@ -27,9 +28,13 @@ from prefect_lemlist.pipeline.options import DestinationSettings, RunOptions
 from prefect_lemlist.pipeline.outcomes import Outcome
 from prefect_lemlist.pipeline.schema import KEY_COLUMNS, PROTECTED_COLUMNS, column_kind
 from prefect_lemlist.pipeline.worklist import Worklist
-
-if TYPE_CHECKING:
-    from prefect_lemlist.sql import UpsertResult
+from prefect_lemlist.sql import (
+    ColumnSpec,
+    UpsertResult,
+    describe_target,
+    resolve_engine,
+    upsert_rows,
+)
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Landed:
         rejected_path: the rejected rows' file, if any.
         table: the database table's description (`sqlite:///… table lemlist_enrichments`).
         upsert: what the merge did (rows inserted and updated), when a database was given.
+        table_error: why the database refused the rows (the files are written), or None.
         shown: the first rows as text (for the flow's result and the UI's table).
     """
 
@@ -48,6 +54,7 @@ class Landed:
     rejected_path: Path | None = None
     table: str | None = None
     upsert: UpsertResult | None = None
+    table_error: DatabaseTargetError | None = None
     shown: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -72,9 +79,8 @@ async def land_results(
         Where the results are.
 
     Raises:
-        ExportError, OSError: a file cannot be written.
-        DatabaseTargetError: the database cannot be reached or refuses the rows (the files
-            are written already).
+        ExportError, OSError: a file cannot be written (a database that cannot be reached or
+            refuses the rows is `table_error`: the files are written already).
     """
     columns = export_columns(worklist)
     stem = output_stem(options.output_dir, options.output_name, worklist.source.slug)
@@ -87,12 +93,13 @@ async def land_results(
     landed.shown = [text_row(row) for row in itertools.islice(rows, shown_rows)]
     destination = options.destination
     if destination.target is not None:
-        from prefect_lemlist.sql import describe_target  # SQLAlchemy only when a table is asked
-
         landed.table = f"{describe_target(destination.target)} table {destination.table}"
-        landed.upsert = await asyncio.to_thread(
-            merge_into_table, export_rows(worklist, outcomes, context), columns, destination
-        )
+        try:
+            landed.upsert = await asyncio.to_thread(
+                merge_into_table, export_rows(worklist, outcomes, context), columns, destination
+            )
+        except DatabaseTargetError as exc:
+            landed.table_error = exc
     return landed
 
 
@@ -104,9 +111,6 @@ def merge_into_table(
     Raises:
         DatabaseTargetError: no target, or the database cannot be reached or refuses the rows.
     """
-    from prefect_lemlist.api.exceptions import DatabaseTargetError
-    from prefect_lemlist.sql import ColumnSpec, resolve_engine, upsert_rows
-
     if destination.target is None:
         raise DatabaseTargetError("no database destination was given")
     engine = resolve_engine(destination.target)

@@ -248,9 +248,15 @@ class EnrichmentRun:
 
     def _failure(self, summary: PipelineSummary, state: RunState) -> LemlistError | None:
         """Why the run must end Failed although every row is exported: it stopped starting,
-        or some started enrichments could not be collected (their ids are kept)."""
+        or some started enrichments could not be collected (their ids are kept), or the
+        database refused the rows (the files hold them)."""
         if state.stop.error is not None:
             return self._stopped_error(summary, state)
+        if state.landing_error is not None:
+            where = summary.csv_path or summary.jsonl_path or summary.parquet_path
+            return state.landing_error.copy_with(
+                f"{state.landing_error.message}; every row is in {where}"
+            )
         pending = state.uncollected()
         if not pending:
             return None
@@ -507,7 +513,7 @@ class EnrichmentRun:
         summary.duration_seconds = time.monotonic() - clock
         rows: list[dict[str, Any]] = []
         if export is not None:
-            rows = await self._export(summary, worklist, state.outcomes, export)
+            rows = await self._export(summary, worklist, state, export)
         summary.stopped = summary.stopped or state.stop.not_started
         await publish(summary, worklist.source, rows, state.batches)
 

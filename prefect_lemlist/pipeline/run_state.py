@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.pipeline.collect import ResultCollector
+from prefect_lemlist.api.exceptions import LemlistError
 from prefect_lemlist.pipeline.outcomes import Outcome, outcome_of
 from prefect_lemlist.pipeline.start import StartAnswer
 from prefect_lemlist.pipeline.stop import StopSignal
@@ -31,6 +32,8 @@ class RunState:
         started: enrichments lemlist accepted in this execution.
         sent: items whose start request was sent (or answered by an earlier run).
         batches: one row per start batch, for the batches artifact.
+        landing_error: why the rows could not be merged into the database (the files are
+            written), or None.
     """
 
     stop: StopSignal = field(default_factory=StopSignal)
@@ -41,6 +44,7 @@ class RunState:
     started: int = 0
     sent: int = 0
     batches: list[dict[str, Any]] = field(default_factory=list)
+    landing_error: LemlistError | None = None
 
     def take(self, answers: list[StartAnswer]) -> None:
         """Take one batch's start answers in: enrichment ids to the collector, decided
