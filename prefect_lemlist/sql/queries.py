@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -85,26 +86,26 @@ class QueryRows:
         self._connection: Connection | None = connection
         self._result = result
         self.columns: list[str] = list(result.keys())
-        self._rows = self._stream()
-
-    def _stream(self) -> Iterator[dict[str, object]]:
-        columns = self.columns
-        try:
-            for row in self._result:
-                yield dict(zip(columns, row, strict=True))
-        except SQLAlchemyError as exc:
-            url = self._connection.engine.url if self._connection is not None else None
-            raise DatabaseTargetError(
-                f"reading the input query failed: {first_line(exc, url)}"
-            ) from exc
-        finally:
-            self.close()
+        self._rows: Iterator[Any] = iter(result)
 
     def __iter__(self) -> Iterator[dict[str, object]]:
         return self
 
     def __next__(self) -> dict[str, object]:
-        return next(self._rows)
+        if self._connection is None:
+            raise StopIteration
+        try:
+            row = next(self._rows)
+        except StopIteration:
+            self.close()
+            raise
+        except SQLAlchemyError as exc:
+            message = (
+                f"reading the input query failed: {first_line(exc, self._connection.engine.url)}"
+            )
+            self.close()
+            raise DatabaseTargetError(message) from None
+        return dict(zip(self.columns, row, strict=True))
 
     @property
     def closed(self) -> bool:
@@ -166,9 +167,11 @@ def read_query(engine: Engine, query: str, *, chunk_size: int = 1000) -> QueryRo
     connection = engine.connect()
     try:
         streaming = connection.execution_options(
-            stream_results=True, yield_per=chunk_size, no_parameters=True
+            stream_results=True, yield_per=chunk_size, max_row_buffer=chunk_size, no_parameters=True
         )
-        result = streaming.exec_driver_sql(text)
+        # SQLAlchemy ignores yield_per for textual statements (its buffer would start at 1
+        # row and grow): set it on the result
+        result = streaming.exec_driver_sql(text).yield_per(chunk_size)
     except SQLAlchemyError as exc:
         connection.close()
         raise DatabaseTargetError(

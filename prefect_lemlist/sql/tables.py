@@ -31,8 +31,8 @@ from prefect_lemlist.api.exceptions import DatabaseTargetError
 from prefect_lemlist.sql.engines import SUPPORTED_DIALECTS, first_line
 
 ColumnKind = Literal["text", "integer", "number", "timestamp", "json"]
-"""A column's type: TEXT, BIGINT, FLOAT, TIMESTAMP WITH TIME ZONE, or JSON (JSON on SQLite and
-PostgreSQL; elsewhere TEXT holding `json.dumps` of the value)."""
+"""A column's type: TEXT, BIGINT, DOUBLE PRECISION, TIMESTAMP WITH TIME ZONE, or JSON (JSON on
+SQLite and PostgreSQL; elsewhere TEXT holding `json.dumps` of the value)."""
 
 SQLITE_MAX_BINDS = 32766
 """SQLite's default limit of bound parameters per statement; a batch never binds more."""
@@ -117,13 +117,13 @@ def sql_type(kind: ColumnKind, dialect: str) -> sa.types.TypeEngine[Any]:
         dialect: the dialect's name (`sqlite`, `postgresql`, `duckdb`).
 
     Returns:
-        Text, BigInteger, Float, DateTime(timezone=True) (UTC text on SQLite), or JSON (SQL NULL
+        Text, BigInteger, Double, DateTime(timezone=True) (UTC text on SQLite), or JSON (SQL NULL
         for None) on SQLite and PostgreSQL, TEXT with `json.dumps` elsewhere.
     """
     if kind == "integer":
         return sa.BigInteger()
     if kind == "number":
-        return sa.Float()
+        return sa.Double()  # FLOAT is 4 bytes on DuckDB
     if kind == "timestamp":
         return _UtcTimestamp() if dialect == "sqlite" else sa.DateTime(timezone=True)
     if kind == "json":
@@ -370,11 +370,11 @@ def _write_batch(
     batch: list[dict[str, object]],
 ) -> int:
     """Write one batch; returns how many of its rows were new."""
-    if conn.dialect.name == "postgresql":  # xmax = 0: the row version was inserted, not updated
-        returning = statement.returning(sa.literal_column("(xmax = 0)", sa.Boolean))
-        return sum(1 for (inserted,) in conn.execute(returning, batch) if inserted)
     existing = _count_existing(conn, table, key, batch)
-    conn.execute(statement, batch)
+    if conn.dialect.name == "duckdb":  # one multi-row INSERT: DuckDB's executemany is per row
+        conn.execute(statement.values(batch))
+    else:  # the driver's executemany: sqlite3's C loop, psycopg's pipeline
+        conn.execute(statement, batch)
     return len(batch) - existing
 
 
