@@ -310,3 +310,21 @@ def test_sqlite_columns_match_the_specs(sqlite_engine):
         "raw": "JSON",
     }
     assert [c.name for c in COLUMNS] == list(types)
+
+
+def test_the_public_names_are_documented_with_examples():
+    import inspect
+    import re
+
+    import prefect_lemlist.sql as package
+
+    for name in package.__all__:
+        value = getattr(package, name)
+        if inspect.isfunction(value) or inspect.isclass(value):
+            assert inspect.getdoc(value), name
+    for function in (resolve_engine, describe_target, upsert_rows, read_query):
+        doc = inspect.getdoc(function)
+        for section in ("Args:", "Returns:"):
+            assert section in doc, (function.__name__, section)
+        (example,) = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
+        compile(inspect.cleandoc(example), function.__name__, "exec")
