@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from prefect_lemlist.api.exceptions import (
         ClaimedElsewhereError,
         CredentialsError,
+        DatabaseTargetError,
         EnrichmentInterruptedError,
         EnrichmentsNotCollectedError,
         EnrichmentTimeoutError,
@@ -98,6 +99,7 @@ _EXPORTS: dict[str, str] = {
     "LemlistCredentials": "prefect_lemlist.credentials",
     "ContactOptions": "prefect_lemlist.pipeline.options",
     "CredentialsError": "prefect_lemlist.api.exceptions",
+    "DatabaseTargetError": "prefect_lemlist.api.exceptions",
     "EnrichmentOptions": "prefect_lemlist.pipeline.options",
     "WebhookSettings": "prefect_lemlist.pipeline.options",
     "PipelineSummary": "prefect_lemlist.pipeline.report",
@@ -118,6 +120,7 @@ __all__ = [
     "ContactOptions",
     "CredentialsError",
     "Credits",
+    "DatabaseTargetError",
     "EnrichLeadResult",
     "Enrichment",
     "EnrichmentFlags",

@@ -3,7 +3,8 @@ Prefect test server for the session (started only by the tiers that need it: flo
 
 Tiers (`python3 run.py test` runs them all; `--fast` all but e2e):
 - `unit/`: pure code and respx unit tests, no Prefect server;
-- `sandbox/`: the local lemlist and the fault proxy over real loopback HTTP, no Prefect server;
+- `sandbox/`: the local lemlist and the fault proxy over real loopback HTTP, and a throw-away
+  PostgreSQL (`postgres_url`, for `prefect_lemlist.sql`), no Prefect server;
 - `flows/`: the package inside real Prefect flows, against the session's test server;
 - `e2e/`: own processes, own Prefect servers, kill -9, the CLI, wheel builds, S3 races.
 """
@@ -47,3 +48,21 @@ def _forget_team_lookups():
 
     start._teams.clear()
     yield
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throw-away PostgreSQL cluster for the session (tests/_postgres.py): its SQLAlchemy URL,
+    `postgresql+psycopg://postgres@127.0.0.1:PORT/lemlist_test`. Fails (never skips) when
+    PostgreSQL is not installed: the SQL tests are part of the suite."""
+    from _postgres import PostgresUnavailable, postgres_cluster
+
+    try:
+        cluster = postgres_cluster()
+        url = cluster.__enter__()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield url
+    finally:
+        cluster.__exit__(None, None, None)

@@ -24,7 +24,8 @@ The tree (every class is importable from `prefect_lemlist`):
     ├── EnrichmentsNotCollectedError  a flow started enrichments it could not collect
     ├── ClaimedElsewhereError         another run is sending this start right now
     ├── CredentialsError              no usable credentials (also a ValueError)
-    └── LedgerError                   the ledger's storage cannot be used
+    ├── LedgerError                   the ledger's storage cannot be used
+    └── DatabaseTargetError           a SQL database or table cannot be used (also a ValueError)
 """
 
 from __future__ import annotations
@@ -290,6 +291,22 @@ class LedgerError(LemlistError):
         "point the ledger at a directory (LEMLIST_LEDGER_DIR) or Prefect's result storage at "
         "a RemoteFileSystem block (PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK)"
     )
+
+
+class DatabaseTargetError(LemlistError, ValueError):
+    """A SQL database, table or query of `prefect_lemlist.sql` cannot be used.
+
+    Raised for a URL with an unknown scheme or a missing driver, a `SqlAlchemyConnector` block
+    that does not exist (or prefect-sqlalchemy not installed), a database that refuses the
+    connection, an invalid table name, a dialect without `INSERT ... ON CONFLICT`, a merge key
+    that the table's existing rows already duplicate, or a query the database rejects. The
+    message is one sentence, quotes the database's own one-line error where there is one, and
+    never contains a password (URLs are rendered with the password hidden). `hint` says what to
+    do when there is something to do (install an extra, save a block).
+    """
+
+    delivery: Delivery = "not_sent"
+    permanent = False
 
 
 _STATUS_ERRORS: dict[int, type[LemlistError]] = {
