@@ -521,14 +521,16 @@ class EnrichmentRun:
         self,
         summary: PipelineSummary,
         worklist: Worklist,
-        outcomes: dict[str, Outcome],
+        state: RunState,
         context: ExportContext,
     ) -> list[dict[str, Any]]:
         shown = max(ROWS_IN_RESULT, TABLE_PAGE_ROWS * TABLE_MAX_PAGES) + 1
+        outcomes = state.outcomes
         try:
             landed = await land_results(worklist, outcomes, self.options, context, shown_rows=shown)
         finally:
             summary.counts = count_by_status(row_statuses(worklist, outcomes))
+        state.landing_error = landed.table_error
         summary.csv_path = _text(landed.paths.get("csv"))
         summary.jsonl_path = _text(landed.paths.get("jsonl"))
         summary.parquet_path = _text(landed.paths.get("parquet"))

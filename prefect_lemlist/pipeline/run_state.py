@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect_lemlist.api.exceptions import LemlistError
 from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.pipeline.collect import ResultCollector
-from prefect_lemlist.api.exceptions import LemlistError
 from prefect_lemlist.pipeline.outcomes import Outcome, outcome_of
 from prefect_lemlist.pipeline.start import StartAnswer
 from prefect_lemlist.pipeline.stop import StopSignal
