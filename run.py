@@ -39,9 +39,13 @@ def _ensure_environment() -> Path:
     if python.exists() and STAMP.exists() and STAMP.read_text().strip() == wanted:
         return python
     if not python.exists():
-        print(f"Creating a virtual environment in {VENV} ...", flush=True)
+        print(f"Creating a virtual environment in {VENV} ...", file=sys.stderr, flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("Installing prefect-lemlist and its dev tools (first run only) ...", flush=True)
+    print(
+        "Installing prefect-lemlist and its dev tools (first run only) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     quiet = [] if os.environ.get("CI") else ["-q"]
     subprocess.run(
         [

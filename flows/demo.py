@@ -2,6 +2,9 @@
 
 `python3 run.py demo` runs `enrich-campaign` on a seeded campaign of 200 leads;
 `python3 run.py demo --contacts` runs `enrich-contacts` on a seeded file of 2,000 people.
+The results land in `out/` (CSV, JSON Lines) and are merged into an SQLite database there
+(`out/lemlist-demo.sqlite`, tables `lemlist_enrichments` and `lemlist_people`): a second run
+updates the same rows.
 
 The sandbox's state (its key, its team, what it enriched, the credits) lives in `.demo/`, and the
 enrichment ledger in `.prefect/`, so a second run finds what the first one started or finished:
@@ -26,6 +29,8 @@ from prefect_lemlist.sandbox import SandboxConfig, generate_people, run_sandbox,
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / ".demo"
+LEADS_TABLE = "lemlist_enrichments"
+PEOPLE_TABLE = "lemlist_people"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--find-phone", action="store_true", help="also find phone numbers")
     parser.add_argument("--output-dir", default=str(ROOT / "out"), help="export directory")
+    parser.add_argument(
+        "--database",
+        help="where the results are also merged (a SQLAlchemy URL; default: an SQLite file "
+        "lemlist-demo.sqlite in the export directory)",
+    )
     parser.add_argument(
         "--state-dir", default=str(DEMO_DIR), help="where the demo keeps its sandbox's state"
     )
@@ -77,13 +87,36 @@ def _demo_state(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     return state, state["runs"]
 
 
-def _options(cls: type[Any], args: argparse.Namespace) -> Any:
-    """The demo's options for either flow (quick first polls: the sandbox takes 1-4 s)."""
+def _options(cls: type[Any], args: argparse.Namespace, table: str) -> Any:
+    """The demo's options for either flow (quick first polls: the sandbox takes 1-4 s), the
+    results also merged into the demo's database."""
     return cls(
         find_phone=args.find_phone,
         collection=args.collection,
         first_poll_seconds=3.0,
         output_dir=args.output_dir,
+        destination={"target": _database(args), "table": table},
+    )
+
+
+def _database(args: argparse.Namespace) -> str:
+    if args.database:
+        return str(args.database)
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(args.output_dir).resolve() / 'lemlist-demo.sqlite'}"
+
+
+def _show_query(args: argparse.Namespace, table: str) -> None:
+    """One command a user can paste to see the rows in the demo's SQLite database."""
+    database = _database(args)
+    if not database.startswith("sqlite:///"):
+        return
+    path = database.removeprefix("sqlite:///")
+    query = f"select status, count(*) from {table} group by status"  # noqa: S608 - our constant
+    _say(
+        args,
+        f'in the database: python3 -c "import sqlite3; '
+        f"print(sqlite3.connect('{path}').execute('{query}').fetchall())\"",
     )
 
 
@@ -113,14 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.contacts:
             return _contacts(args, credentials)
         _say(args, f"campaign {sandbox.campaign_id}: {args.leads} leads (seed {args.seed})")
-        options = _options(EnrichmentOptions, args)
-        return run_flow(
+        options = _options(EnrichmentOptions, args, LEADS_TABLE)
+        status = run_flow(
             lambda: enrich_campaign(
                 sandbox.campaign_id, credentials, options=options, return_state=True
             ),
             debug=args.debug,
             as_json=args.json,
         )
+        _show_query(args, LEADS_TABLE)
+        return status
 
 
 def _contacts(args: argparse.Namespace, credentials: LemlistCredentials) -> int:
@@ -128,14 +163,16 @@ def _contacts(args: argparse.Namespace, credentials: LemlistCredentials) -> int:
     if not people.exists():
         write_people_file(people, generate_people(args.people, seed=args.seed))
     _say(args, f"people file {people} ({args.people} rows, seed {args.seed})")
-    options = _options(ContactOptions, args)
-    return run_flow(
+    options = _options(ContactOptions, args, PEOPLE_TABLE)
+    status = run_flow(
         lambda: enrich_contacts(
             str(people), credentials_block=credentials, options=options, return_state=True
         ),
         debug=args.debug,
         as_json=args.json,
     )
+    _show_query(args, PEOPLE_TABLE)
+    return status
 
 
 if __name__ == "__main__":

@@ -188,15 +188,15 @@ def render_summary(summary: PipelineSummary) -> str:
         lines.append("- export: " + ", ".join(f"`{p}`" for p in paths))
     if summary.rejected_path:
         lines.append(f"- rejected rows: `{summary.rejected_path}`")
-    counts = {status: n for status, n in summary.counts.items() if n}
-    if counts:
-        lines += ["", "| status | rows |", "| --- | ---: |"]
-        lines += [f"| {status} | {count} |" for status, count in counts.items()]
     if summary.table:
         lines.append(
             f"- database: {summary.table} ({summary.table_inserted} rows inserted, "
             f"{summary.table_updated} updated)"
         )
+    counts = {status: n for status, n in summary.counts.items() if n}
+    if counts:
+        lines += ["", "| status | rows |", "| --- | ---: |"]
+        lines += [f"| {status} | {count} |" for status, count in counts.items()]
     if summary.rejected_reasons:
         lines += ["", "Rejected inputs (rows: reason):", ""]
         lines += [f"- {n}: {reason}" for reason, n in summary.rejected_reasons.items()]

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -1066,6 +1067,16 @@ def test_the_main_job_spends_nothing_the_second_time(tmp_path):
     )  # never overwritten
     first_rows, second_rows = (list(csv.DictReader(path.open())) for path in exports)
     assert [r["enrichment_id"] for r in second_rows] == [r["enrichment_id"] for r in first_rows]
+    # the rows are also merged into the demo's SQLite database: the second run updates them
+    database = tmp_path / "out" / "lemlist-demo.sqlite"
+    with sqlite3.connect(database) as conn:
+        [(count,)] = conn.execute("select count(*) from lemlist_enrichments").fetchall()
+    assert count == len(first_rows) == first_summary.table_inserted, first
+    assert (second_summary.table_inserted, second_summary.table_updated) == (0, count), second
+    [pasted] = [line for line in second.stderr.splitlines() if "python3 -c" in line]
+    command = pasted.split(": ", 1)[1]  # the query the demo prints, as a user pastes it
+    shown = subprocess.run(command, shell=True, capture_output=True, text=True, check=True)
+    assert "('done', " in shown.stdout, shown
 
     human = run_cli(args, env, command=DEMO, timeout=300)  # without --json: for a person
     assert human.code == 0 and "Traceback" not in human.output, human
