@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from prefect.context import FlowRunContext
 from prefect.events import Event, emit_event
 from prefect.exceptions import MissingContextError
 
-from prefect_lemlist.pipeline.report import run_log
+from prefect_lemlist.pipeline.report import PipelineSummary, run_log
 
 RUN_COMPLETED = "lemlist.enrichment.run.completed"
 RUN_HALTED = "lemlist.enrichment.run.halted"
@@ -75,6 +76,39 @@ class RunEventFacts:
     credits_after: float | None
     destination: str | None
     credits_alert: float | None
+
+
+def facts_of_run(
+    summary: PipelineSummary,
+    *,
+    team_id: str,
+    team_name: str | None,
+    halted: str | None,
+    halted_message: str | None,
+    credits_alert: float | None,
+) -> RunEventFacts:
+    """The facts of a finished run, from its summary (the flow's name from the run context).
+
+    Example:
+        >>> facts = facts_of_run(summary, team_id="tea_1", team_name=None, halted=None,
+        ...                      halted_message=None, credits_alert=500)  # doctest: +SKIP
+    """
+    context = FlowRunContext.get()
+    return RunEventFacts(
+        team_id=team_id,
+        team_name=team_name,
+        flow=context.flow.name if context is not None and context.flow else "enrichment",
+        source=summary.source,
+        workflows=summary.workflows,
+        halted=halted,
+        halted_message=halted_message,
+        counts=summary.counts,
+        started=summary.started,
+        credits_before=summary.credits_before,
+        credits_after=summary.credits_after,
+        destination=summary.table or summary.csv_path or summary.jsonl_path,
+        credits_alert=credits_alert,
+    )
 
 
 def _number(value: float | None) -> float | int | None:

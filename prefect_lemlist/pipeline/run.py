@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from prefect.context import FlowRunContext
-
 from prefect_lemlist.api.client import LemlistClient
 from prefect_lemlist.api.exceptions import (
     EnrichmentsNotCollectedError,
@@ -31,7 +29,7 @@ from prefect_lemlist.credentials import LemlistCredentials
 from prefect_lemlist.pipeline.bulk import start_contact_chunk
 from prefect_lemlist.pipeline.collect import ResultCollector
 from prefect_lemlist.pipeline.credit_watch import CreditWatch
-from prefect_lemlist.pipeline.events import RunEventFacts, emit_run_events
+from prefect_lemlist.pipeline.events import emit_run_events, facts_of_run
 from prefect_lemlist.pipeline.export import ExportContext, row_statuses
 from prefect_lemlist.pipeline.input_rules import apply_skip_rules
 from prefect_lemlist.pipeline.landing import land_results
@@ -227,21 +225,13 @@ class EnrichmentRun:
         team = known_team(self.client)
         if team is None:
             return
-        reason = state.stop.reason
-        context = FlowRunContext.get()
-        facts = RunEventFacts(
+        reason, error = state.stop.reason, state.stop.error
+        facts = facts_of_run(
+            summary,
             team_id=team.team_id,
             team_name=team.name,
-            flow=context.flow.name if context is not None and context.flow else "enrichment",
-            source=summary.source,
-            workflows=summary.workflows,
             halted=reason.value if reason is not None else None,
-            halted_message=state.stop.error.message if state.stop.error is not None else None,
-            counts=summary.counts,
-            started=summary.started,
-            credits_before=summary.credits_before,
-            credits_after=summary.credits_after,
-            destination=summary.table or summary.csv_path or summary.jsonl_path,
+            halted_message=error.message if error is not None else None,
             credits_alert=self.options.credits_alert,
         )
         emit_run_events(facts)
