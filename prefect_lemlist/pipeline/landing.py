@@ -103,6 +103,18 @@ async def land_results(
     return landed
 
 
+async def check_destination(destination: DestinationSettings) -> None:
+    """Connect to the destination database once, before anything is spent.
+
+    Raises:
+        DatabaseTargetError: the database cannot be reached (nothing was sent to lemlist).
+    """
+    if destination.target is None:
+        return
+    engine = await asyncio.to_thread(resolve_engine, destination.target)
+    engine.dispose()
+
+
 def merge_into_table(
     rows: Iterable[Mapping[str, Any]], columns: list[str], destination: DestinationSettings
 ) -> UpsertResult:

@@ -32,7 +32,7 @@ from prefect_lemlist.pipeline.credit_watch import CreditWatch
 from prefect_lemlist.pipeline.events import emit_run_events, facts_of_run
 from prefect_lemlist.pipeline.export import ExportContext, row_statuses
 from prefect_lemlist.pipeline.input_rules import apply_skip_rules
-from prefect_lemlist.pipeline.landing import land_results
+from prefect_lemlist.pipeline.landing import check_destination, land_results
 from prefect_lemlist.pipeline.ledger import (
     NOT_ATOMIC_WARNING,
     Ledger,
@@ -171,6 +171,8 @@ class EnrichmentRun:
 
         Raises:
             InsufficientCreditsError: the run could cost more than allowed (nothing spent).
+            DatabaseTargetError: the destination database cannot be reached (nothing spent),
+                or it refused the rows after the run (every row is in the files).
             LemlistAuthError, LemlistOutOfCreditsError, LemlistUnreachableError: the run
                 stopped starting enrichments (everything started was collected or reported;
                 every row is exported).
@@ -180,6 +182,7 @@ class EnrichmentRun:
             Those errors carry the run's `summary` (every row is exported).
         """
         clock = time.monotonic()
+        await check_destination(self.options.destination)  # before anything is spent
         context = ExportContext(
             self.flags, people=starter.kind == "contacts", key_column=self.options.destination.key
         )

@@ -29,6 +29,12 @@ _COMMENTS = re.compile(r"(--[^\n]*\n?|/\*.*?\*/|\s+)", re.DOTALL)
 _READING = ("select", "with", "values", "table")
 
 
+QUERY_HINT = (
+    "run the query in the database's own client first; its columns are the input's "
+    "(email, linkedin_url, first_name, … or lead_id)"
+)
+
+
 def _first_word(query: str) -> str:
     rest = query
     while True:
@@ -104,7 +110,7 @@ class QueryRows:
                 f"reading the input query failed: {first_line(exc, self._connection.engine.url)}"
             )
             self.close()
-            raise DatabaseTargetError(message) from None
+            raise DatabaseTargetError(message, hint=QUERY_HINT) from None
         return dict(zip(self.columns, row, strict=True))
 
     @property
@@ -175,7 +181,7 @@ def read_query(engine: Engine, query: str, *, chunk_size: int = 1000) -> QueryRo
     except SQLAlchemyError as exc:
         connection.close()
         raise DatabaseTargetError(
-            f"the input query failed: {first_line(exc, engine.url)}"
+            f"the input query failed: {first_line(exc, engine.url)}", hint=QUERY_HINT
         ) from None
     except BaseException:
         connection.close()

@@ -129,18 +129,43 @@ async def test_a_later_failure_never_overwrites_a_found_value(tmp_path: Path) ->
 
 async def test_a_database_that_refuses_the_rows_keeps_the_files(tmp_path: Path) -> None:
     path, people = people_file(tmp_path / "people-input.csv", 10, seed=63)
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # a table whose rows already repeat the merge key
+        conn.execute(sa.text("create table lemlist_enrichments (record_key text, workflows text)"))
+        conn.execute(sa.text("insert into lemlist_enrichments values ('k', 'w'), ('k', 'w')"))
+    engine.dispose()
+    with run_sandbox(SandboxConfig(leads=0, seed=63, **QUICK)) as sandbox:
+        with pytest.raises(DatabaseTargetError) as info:
+            await enrich_contacts(
+                path=str(path),
+                credentials_block=credentials_for(sandbox),
+                options=options(tmp_path, "refused", url),
+            )
+        stats = sandbox.stats()
+    summary = info.value.summary
+    assert summary is not None and summary.csv_path in str(info.value)
+    assert len(read_csv(summary.csv_path)) == len(people)  # every row, in the files
+    assert summary.started > 0 and stats.total_requests > 2
+
+
+async def test_an_unreachable_database_stops_the_run_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    path, _ = people_file(tmp_path / "people-input.csv", 10, seed=63)
     bad = "postgresql+psycopg://nobody:s3cr3t@127.0.0.1:1/none"
     with run_sandbox(SandboxConfig(leads=0, seed=63, **QUICK)) as sandbox:
         with pytest.raises(DatabaseTargetError) as info:
             await enrich_contacts(
                 path=str(path),
                 credentials_block=credentials_for(sandbox),
-                options=options(tmp_path, "refused", bad),
+                options=options(tmp_path, "unreachable", bad),
             )
-    assert "s3cr3t" not in str(info.value)
-    summary = info.value.summary
-    assert summary is not None and summary.csv_path in str(info.value)
-    assert len(read_csv(summary.csv_path)) == len(people)
+        stats = sandbox.stats()
+    assert "s3cr3t" not in str(info.value) and "***" in str(info.value)
+    assert info.value.hint
+    assert stats.requests_by_route.get("bulk", 0) == 0  # nothing sent, nothing spent
+    assert not list(tmp_path.glob("unreachable*"))
 
 
 async def test_leads_and_people_read_from_sql(tmp_path: Path, postgres_url: str) -> None:
