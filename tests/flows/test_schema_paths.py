@@ -269,3 +269,21 @@ async def test_refresh_after_days_enriches_stale_results_again_once(tmp_path: Pa
     posts = stats.enrich_posts_by_lead
     assert all(posts[lead] <= 2 for lead in lead_ids)
     assert sum(posts[lead] for lead in lead_ids) == len(lead_ids) + final
+
+
+async def test_verify_email_by_email_reports_an_answer_for_every_lead(tmp_path: Path) -> None:
+    people = [p for p in generate_people(200, seed=58) if p["email"] and "@" in p["email"]][:8]
+    with run_sandbox(SandboxConfig(leads=0, seed=58, **QUICK)) as sandbox:
+        _, lead_ids = sandbox.add_campaign_from_people(people, name="verify")
+        summary = await enrich_leads(
+            emails=[p["email"] for p in people],
+            credentials_block=credentials_for(sandbox),
+            options=lead_options(tmp_path, "verify", find_email=False, verify_email=True),
+        )
+    rows = read_csv(summary.csv_path)
+    assert [r["lead_id"] for r in rows] == lead_ids
+    for row in rows:
+        # the lead's email, verified by lemlist in this run or already carrying lemlist's status
+        assert row["email"].lower() == row["input_email"].lower(), row
+        assert row["email_status"] in ("deliverable", "risky", "undeliverable"), row
+        assert row["verify_status"] in ("found", "not_found", "not_run"), row
