@@ -33,8 +33,14 @@ from prefect.settings import PREFECT_API_URL
 from prefect_lemlist.cli import _quiet_engine_services, build_parser
 from prefect_lemlist.cli_flags import FLAG_ALIASES, option_flags
 from prefect_lemlist.credentials import LemlistCredentials
-from prefect_lemlist.pipeline.options import ContactOptions, EnrichmentOptions, WebhookSettings
+from prefect_lemlist.pipeline.options import (
+    ContactOptions,
+    DestinationSettings,
+    EnrichmentOptions,
+    WebhookSettings,
+)
 from prefect_lemlist.pipeline.report import PipelineSummary
+from prefect_lemlist.pipeline.schema import RESULT_COLUMNS
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 from prefect_lemlist.sandbox.__main__ import build_parser as sandbox_parser
 
@@ -315,8 +321,10 @@ def test_the_flow_flags_and_their_help_come_from_the_options_model(command, mode
     by_flag = {
         flag: action for action in _sub_parser(command)._actions for flag in action.option_strings
     }
-    fields = {name: field for name, field in model.model_fields.items() if name != "webhook"}
-    fields |= {f"webhook.{name}": field for name, field in WebhookSettings.model_fields.items()}
+    nested = {"webhook": WebhookSettings, "destination": DestinationSettings}
+    fields = {name: field for name, field in model.model_fields.items() if name not in nested}
+    for prefix, settings in nested.items():
+        fields |= {f"{prefix}.{name}": field for name, field in settings.model_fields.items()}
     flags = {option.path: option.flag for option in option_flags(model)}
     assert sorted(flags) == sorted(fields)  # every field is a flag, and nothing else is
     for path, flag in flags.items():
@@ -814,6 +822,8 @@ def test_save_credentials_on_the_default_local_api_is_quiet(tmp_path):
 
 
 INPUT_COLUMNS = ["lead_id", "crm_id", "owner", "score"]
+EXPORTED_INPUTS = ["input_lead_id", "crm_id", "owner", "score"]  # lead_id is a fixed column
+FIXED = [column for column in RESULT_COLUMNS if column != "raw_result"]
 
 
 @pytest.fixture(scope="module")
@@ -866,20 +876,26 @@ def test_leads_file_export_keeps_every_input_column_and_rejects_bad_rows(leads_f
     csv_path = next(Path(p) for p in paths["export"] if p.endswith(".csv"))
     rows = read_csv(csv_path)
     header = list(rows[0])
-    assert header[: len(INPUT_COLUMNS)] == INPUT_COLUMNS, header
-    assert [(r["lead_id"], r["crm_id"], r["owner"], r["score"]) for r in rows] == [
-        (r[0], r[1], r[2], r[3])
-        for r in csv.reader((work / "crm-export.csv").open(newline=""))
-        if r != INPUT_COLUMNS
+    # the fixed columns, every input column (lead_id carried as input_lead_id), the raw result
+    assert header == [*FIXED, *EXPORTED_INPUTS, "raw_result"], header
+    given = [
+        r for r in csv.reader((work / "crm-export.csv").open(newline="")) if r != INPUT_COLUMNS
     ]
+    assert [tuple(r[c] for c in EXPORTED_INPUTS) for r in rows] == [tuple(r) for r in given]
+    # the fixed lead_id is the lead enriched: the valid ids; empty for the rejected rows
+    assert [r["lead_id"] for r in rows] == [r[0] for r in given[:3]] + ["", ""], rows
     statuses = [row["status"] for row in rows]
     assert statuses[3:] == ["rejected", "rejected"], rows
     assert "rejected" not in statuses[:3], rows
     rejected = read_csv(paths["rejected"][0])
     assert Path(paths["rejected"][0]).name == csv_path.name.replace(".csv", ".rejected.csv")
+    assert list(rejected[0]) == ["line", "reason", *EXPORTED_INPUTS], rejected
     assert [row["line"] for row in rejected] == ["5", "6"], rejected
     assert all(row["reason"] for row in rejected), rejected
-    assert rejected[1]["value"] == "lea bad id", rejected
+    assert [(row["input_lead_id"], row["crm_id"]) for row in rejected] == [
+        ("", "crm-4"),
+        ("lea bad id", "crm-5"),
+    ], rejected
 
 
 def test_summary_paths_are_absolute_and_default_names_carry_input_and_time(leads_file_runs):
@@ -1013,8 +1029,16 @@ def test_lead_id_enriches_only_those_leads_and_reports_an_unknown_one(lead_id_tr
 
 def test_an_unknown_lead_id_is_named_in_the_rejected_file_and_summary(lead_id_trial):
     result = lead_id_trial["result"]
-    rejected = read_csv(summary_paths(result.stdout)["rejected"][0])
-    assert [row["value"] for row in rejected] == [UNKNOWN_LEAD]
+    paths = summary_paths(result.stdout)
+    rejected = read_csv(paths["rejected"][0])
+    # rejected.csv holds the line, the reason and the row's input columns: a chosen lead the
+    # campaign export lacks has no campaign columns, so its id is named by the export's row
+    # of the same line (the fixed lead_id column)
+    [line] = [row["line"] for row in rejected]
+    assert "not a lead of campaign" in rejected[0]["reason"], rejected
+    rows = read_csv(next(p for p in paths["export"] if p.endswith(".csv")))
+    named = [r["lead_id"] for r in rows if r["status"] == "rejected" and r["input_line"] == line]
+    assert named == [UNKNOWN_LEAD], rows
     listed = summary_of(result).rejected
     assert [item.value for item in listed] == [UNKNOWN_LEAD], result
     assert "not a lead of campaign" in listed[0].reason, result
@@ -1103,4 +1127,8 @@ def test_the_contacts_demo_enriches_a_people_file_by_webhook(tmp_path):
     assert str(export) == summary.csv_path, result
     rows = list(csv.DictReader(export.open()))
     assert len(rows) == 300
-    assert {row["status"] for row in rows} <= {"done", "not_found", "rejected"}
+    assert {row["status"] for row in rows} <= {"done", "not_found", "rejected", "skipped_has_email"}
+    # find_email alone: exactly the well-formed rows that have an email are not sent
+    for row in rows:
+        if row["status"] != "rejected":
+            assert (row["status"] == "skipped_has_email") == bool(row["input_email"].strip()), row

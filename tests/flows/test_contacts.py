@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _files import read_csv, read_jsonl
+from _files import as_text_rows, read_csv, read_jsonl
 from _sandboxes import FAST_WINDOW, credentials_for
 from prefect import flow
 from prefect.client.orchestration import get_client
@@ -48,6 +48,7 @@ from prefect_lemlist import (
 )
 from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.flows import enrich_contacts
+from prefect_lemlist.pipeline.schema import RESULT_COLUMNS
 from prefect_lemlist.sandbox import (
     SandboxConfig,
     generate_people,
@@ -74,6 +75,10 @@ CAMEL = {
     "job_title": "jobTitle",
 }
 UPPER_BOUND = {"find_email": 5, "verify": 1, "linkedin_enrichment": 2, "find_phone": 20}
+SNAKE = {**{camel: snake for snake, camel in CAMEL.items()}, "leadId": "lead_id"}
+SNAKE["emailStatus"] = "email_status"
+FIXED = [column for column in RESULT_COLUMNS if column != "raw_result"]
+HAS_EMAIL = "skipped_has_email"
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -113,6 +118,29 @@ def text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def input_names(columns: list[str]) -> dict[str, str]:
+    """Input column -> its name in the export, per docs/schema.md: camelCase contact names read
+    as snake_case (unless the input also has the snake_case column), then a fixed column's
+    name carried as `input_<name>`; a name already taken keeps its own name under the prefix."""
+    names: dict[str, str] = {}
+    taken = set(RESULT_COLUMNS)
+    for column in columns:
+        snake = SNAKE.get(column, column)
+        if snake != column and snake in columns:
+            snake = column
+        name = f"input_{snake}" if snake in RESULT_COLUMNS else snake
+        if name in taken:
+            name = f"input_{column}"
+        taken.add(name)
+        names[column] = name
+    return names
+
+
+def columns_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The input's columns, in first-seen order."""
+    return list(dict.fromkeys(k for row in rows for k in row))
+
+
 def identity(inputs: dict[str, str]) -> str:
     """Who a row describes, per the spec: its inputs normalised (case and spaces ignored)."""
     return person_key({k: v.casefold() for k, v in inputs.items()})
@@ -134,9 +162,17 @@ class Expected:
 
 
 def oracle(
-    rows: list[dict[str, Any]], workflows: tuple[str, ...], seed: int, first_line: int
+    rows: list[dict[str, Any]],
+    workflows: tuple[str, ...],
+    seed: int,
+    first_line: int,
+    *,
+    force: bool = False,
 ) -> list[Expected]:
-    """Independent expectation of every row (lines numbered from `first_line`)."""
+    """Independent expectation of every row (lines numbered from `first_line`).
+
+    Per docs/schema.md, a well-formed row that already has an email, when only find_email is
+    asked, is `skipped_has_email`: not sent, no charge (unless `force`)."""
     expected: list[Expected] = []
     firsts: dict[str, tuple[int, dict[str, str]]] = {}
     for index, row in enumerate(rows):
@@ -152,6 +188,9 @@ def oracle(
         code = missing_input_error(workflows, inputs)
         if code is not None:
             expected.append(Expected("rejected", line, code=code))
+            continue
+        if workflows == FIND_EMAIL and email and not force:
+            expected.append(Expected(HAS_EMAIL, line))
             continue
         group = identity(inputs)
         first, sent = firsts.setdefault(group, (line, inputs))
@@ -187,13 +226,19 @@ def check_export(
 ) -> None:
     """Every row once, in order, inputs carried, status / result / duplicates as expected."""
     assert len(export) == len(inputs) == len(expected)
+    names = input_names(columns_of(inputs))
     ids_by_group: dict[str, str] = {}
     for row, given, want in zip(export, inputs, expected, strict=True):
         where = f"line {want.line}: {given} -> {row}"
         for column, value in given.items() if carried else ():
-            name = f"input_{column}" if column in ("email", "phone", "enrichment_id") else column
-            assert text(row[name]) == text(value), where
+            assert text(row[names[column]]) == text(value), where
         assert row["status"] == want.status, where
+        assert row["input_line"] == str(want.line), where
+        if want.status == HAS_EMAIL:  # not sent: no enrichment, no charge, the way to force it
+            assert not row["enrichment_id"] and not row["credits_charged"], where
+            assert not row["find_email_status"] and not row["enriched_at"], where
+            assert "--force" in text(row["error"]) + text(row["note"]), where
+            continue
         if want.status == "rejected":
             assert not row["enrichment_id"], where
             reason = row["error"] or ""
@@ -549,6 +594,7 @@ async def test_flow_exports_every_row_once_with_truth_and_duplicates(tmp_path, s
     expected = oracle(inputs, FIND_EMAIL, SEED, first_line)
     statuses = Counter(e.status for e in expected)
     assert statuses["rejected"] >= 4 and statuses["done"] and statuses["not_found"]
+    assert statuses[HAS_EMAIL]  # rows with an email: not sent for find_email alone
     assert any(e.first_line != e.line for e in expected if e.group)  # duplicates in the input
 
     with sandbox() as sb:
@@ -559,17 +605,15 @@ async def test_flow_exports_every_row_once_with_truth_and_duplicates(tmp_path, s
 
     export = read_csv(summary.csv_path)
     header = list(export[0])
-    results = header[header.index("enrichment_id") :]
-    assert results[:2] == ["enrichment_id", "status"]
-    assert {"email", "email_status", "error"} <= set(results)
-    # every input column is carried through, from files and from dicts alike
-    carried = True
-    if carried:
-        columns = list(dict.fromkeys(k for row in inputs for k in row))
-        assert header[: -len(results)] == [f"input_{c}" if c == "email" else c for c in columns]
-    check_export(export, inputs, expected, carried=carried)
+    # the schema's fixed columns (status first), then every input column, from files and
+    # from dicts alike (renamed only where it would hide a result), then the raw result
+    assert header[:3] == ["status", "email", "email_status"] and "error" in header
+    columns = columns_of(inputs)
+    assert header == [*FIXED, *input_names(columns).values(), "raw_result"]
+    assert "input_email" in header and "input_linkedin_url" in header
+    check_export(export, inputs, expected, carried=True)
     jsonl = read_jsonl(summary.jsonl_path)
-    assert [{k: text(v) for k, v in r.items()} for r in jsonl] == export
+    assert as_text_rows(jsonl) == export
     check_rejected_file(summary.rejected_path, expected)
     check_cost_and_requests(stats, expected, summary)
 
@@ -614,6 +658,20 @@ async def test_flow_from_contacts_with_camel_case_csv_and_phones(tmp_path):
         )
     export = read_csv(from_file.csv_path)
     assert "phone" in export[0] and "input_email" in export[0] and "email" in export[0]
+    # camelCase contact columns are read as snake_case; linkedinUrl would hide a result
+    assert list(export[0])[len(FIXED) : -1] == [
+        "crm_id",
+        "input_email",
+        "input_linkedin_url",
+        "first_name",
+        "last_name",
+        "company_name",
+        "company_domain",
+        "job_title",
+        "owner",
+    ]
+    assert not any(e.status == HAS_EMAIL for e in expected)  # find_phone too: sent
+    assert any(e.status != "rejected" and r["email"] for e, r in zip(expected, camel_rows))
     check_export(export, camel_rows, expected)
     check_rejected_file(from_file.rejected_path, expected)
 
@@ -622,7 +680,9 @@ async def test_flow_from_contacts_with_camel_case_csv_and_phones(tmp_path):
     check_export(listed, as_rows, oracle(as_rows, workflows, SEED + 1, 1), carried=False)
     assert [r["status"] for r in listed][2] == "rejected"
     assert "MISSING_LINKEDIN_URL" in listed[2]["error"]
-    assert listed[0]["linkedin_url"] == contacts[0].linkedin_url
+    # the input's linkedin_url is carried as input_linkedin_url (linkedin_url is a result)
+    assert listed[0]["input_linkedin_url"] == contacts[0].linkedin_url
+    assert not listed[0]["linkedin_status"]  # linkedin_enrichment not asked: empty
 
 
 async def test_flow_from_dicts_carries_every_input_column(tmp_path):
@@ -637,17 +697,23 @@ async def test_flow_from_dicts_carries_every_input_column(tmp_path):
         )
     export = read_csv(summary.csv_path)
     assert [r["status"] for r in export][1] == "rejected"  # holds
-    assert list(export[0])[:6] == [
+    # every input column, after the fixed ones: linkedin_url and email would hide a result;
+    # linkedinUrl keeps its name next to linkedin_url, firstName is read as first_name
+    assert list(export[0]) == [
+        *FIXED,
         "crm_id",
-        "linkedin_url",
+        "input_linkedin_url",
         "owner",
         "input_email",
         "linkedinUrl",
-        "firstName",
+        "first_name",
+        "raw_result",
     ]
     assert [(r["crm_id"], r["owner"]) for r in export] == [("c1", "bob"), ("c2", "amy"), ("c3", "")]
+    assert export[0]["input_linkedin_url"] == contacts[0]["linkedin_url"]
+    assert export[1]["input_email"] == "broken"
     assert export[2]["linkedinUrl"] == contacts[2]["linkedinUrl"]
-    assert export[2]["firstName"] == " Bob"
+    assert export[2]["first_name"] == " Bob"
 
 
 # ------------------------------------------------------------------------------ 6. never twice
@@ -676,6 +742,12 @@ async def test_rerun_sends_nothing_and_force_sends_again(tmp_path):
 
     check_cost_and_requests(after_first, expected, first)
     sent = distinct_sent(expected)
+    assert any(e.status == HAS_EMAIL for e in expected)  # not sent by the first two runs
+    # force sends every well-formed row, those with an email too (find_email on them)
+    with_force = oracle(rows, FIND_EMAIL, SEED + 2, 2, force=True)
+    sent_forced = distinct_sent(with_force)
+    only_forced = set(sent_forced.values()) - set(sent.values())
+    assert only_forced and set(sent.values()) <= set(sent_forced.values())
     one, two, three = (read_csv(s.csv_path) for s in (first, second, forced))
     check_export(two, rows, expected)
     assert [(r["status"], r["enrichment_id"], r["email"]) for r in two] == [
@@ -688,9 +760,14 @@ async def test_rerun_sends_nothing_and_force_sends_again(tmp_path):
     assert second.requests_made == after_second.total_requests - after_first.total_requests
     assert second.credits_before == second.credits_after
 
-    check_export(three, rows, expected)
+    check_export(three, rows, with_force)
     assert after_force.requests_by_route["bulk"] == after_first.requests_by_route["bulk"] + 1
-    assert dict(after_force.enrichments_started_by_person) == dict.fromkeys(sent.values(), 2)
+    assert after_force.bulk_items == after_first.bulk_items + len(sent_forced)
+    assert dict(after_force.enrichments_started_by_person) == {
+        **dict.fromkeys(sent.values(), 2),
+        **dict.fromkeys(only_forced, 1),
+    }
+    assert forced.counts.get(HAS_EMAIL, 0) == 0 and forced.to_start == len(sent_forced)
     assert {r["enrichment_id"] for r in three if r["enrichment_id"]}.isdisjoint(
         {r["enrichment_id"] for r in one}
     )
@@ -734,7 +811,8 @@ async def test_kill_minus_nine_between_post_and_answer_is_never_resent(tmp_path)
     rows, seen = [], set()
     for row in generate_people(80, seed):
         expectation = oracle([row], FIND_EMAIL, seed, 2)[0]
-        if expectation.status != "rejected" and expectation.group not in seen:
+        # people to send: not rejected, and no email (find_email alone skips those)
+        if expectation.group is not None and expectation.group not in seen:
             seen.add(expectation.group)
             rows.append(row)
     rows = rows[:30]
@@ -871,11 +949,13 @@ async def test_dry_run_and_credit_guard_spend_nothing(tmp_path):
 
 
 async def test_webhook_collection_of_three_bulk_requests(tmp_path):
-    rows = generate_people(1450, seed=SEED)
+    # 1,950 rows: ~350 have an email (skipped_has_email, not sent) and 1,062 people are sent
+    rows = generate_people(1950, seed=SEED)
     path = write_people_file(tmp_path / "big.csv", rows)
     expected = oracle(rows, FIND_EMAIL, SEED, 2)
     people = len(distinct_sent(expected))
     assert 1000 < people <= 1500  # the 500-item boundary is crossed twice: 3 requests
+    assert any(e.status == HAS_EMAIL for e in expected)
     # durations spread over 4 s: the sandbox's webhook sender (one httpx pool of 100
     # connections, 5 s pool timeout) collapses when ~1,000 deliveries are due in the same
     # 0.4 s (PoolTimeout / ConnectTimeout after 3 attempts, measured with a bare receiver too);

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _files import read_csv, read_jsonl
+from _files import as_text_rows, read_csv, read_jsonl
 from _sandboxes import FAST_WINDOW, credentials_for
 from prefect.client.orchestration import get_client
 
@@ -16,7 +16,7 @@ from prefect_lemlist import (
 )
 from prefect_lemlist.flows import enrich_campaign, enrich_leads
 from prefect_lemlist.pipeline import EnrichmentOptions
-from prefect_lemlist.pipeline.outcomes import result_columns
+from prefect_lemlist.pipeline.schema import RESULT_COLUMNS
 from prefect_lemlist.sandbox import LeadKind, SandboxConfig, run_sandbox
 
 EXPECTED_FIND_EMAIL = {
@@ -26,6 +26,18 @@ EXPECTED_FIND_EMAIL = {
     LeadKind.RECENTLY_NOT_FOUND: "skipped_already_enriched",
     LeadKind.IN_PROGRESS: "skipped_in_progress",
 }
+FOUND = ["email", "email_status", "phone", "linkedin_url", "linkedin_headline", "linkedin_company"]
+CAMPAIGN_INPUTS = [  # docs/schema.md: the campaign export's columns a campaign run carries
+    "first_name",
+    "last_name",
+    "company_name",
+    "company_domain",
+    "job_title",
+    "input_email",
+    "input_email_status",
+    "input_phone",
+    "input_linkedin_url",
+]
 FAST = {"enrichment_seconds": (0.3, 1.0), **FAST_WINDOW}  # not about the limit: a fast window
 REAL_WINDOW = {"enrichment_seconds": (0.3, 1.0)}  # lemlist's 20 per 2 s, where it is checked
 
@@ -58,9 +70,9 @@ async def test_enrich_campaign_accounts_for_every_lead(tmp_path, collection):
 
     rows = read_csv(summary.csv_path)
     assert [row["lead_id"] for row in rows] == selected  # every selected lead, once, in order
-    assert read_jsonl(summary.jsonl_path) == [
-        {k: (v or None) for k, v in row.items()} for row in rows
-    ]
+    assert all(row["campaign_id"] == sandbox.campaign_id for row in rows)
+    # the JSON Lines export holds the same rows, typed (numbers, booleans, the raw result)
+    assert as_text_rows(read_jsonl(summary.jsonl_path)) == rows
     for row in rows:
         assert row["status"] == EXPECTED_FIND_EMAIL[truth[row["lead_id"]]], row
         if row["status"] == "done":
@@ -108,9 +120,12 @@ async def test_artifacts_summary_table_and_progress(tmp_path):
     table = by_key[f"lemlist-results-{slug}"].data
     table_rows = json.loads(table) if isinstance(table, str) else table
     assert len(table_rows) == summary.selected
-    found = result_columns(options(tmp_path).flags)  # the status and what was found, first
-    assert list(table_rows[0])[: 1 + len(found)] == ["status", *found], list(table_rows[0])
-    assert next(iter(read_csv(summary.csv_path)[0])) == "lead_id"  # the export keeps its order
+    # the status and what was found, first; then the schema's fixed columns and the inputs
+    assert list(table_rows[0])[: 1 + len(FOUND)] == ["status", *FOUND], list(table_rows[0])
+    fixed = [c for c in RESULT_COLUMNS if c != "raw_result"]
+    assert list(table_rows[0]) == [*fixed, *CAMPAIGN_INPUTS], list(table_rows[0])
+    # the export keeps the same order, with the raw result last
+    assert list(read_csv(summary.csv_path)[0]) == [*fixed, *CAMPAIGN_INPUTS, "raw_result"]
     progress = by_key[f"lemlist-progress-{slug}"]
     assert float(progress.data) == 100.0
     assert f"started {summary.selected}/{summary.selected}" in (progress.description or "")
@@ -174,7 +189,11 @@ async def test_rerun_collects_instead_of_posting_again(tmp_path):
     assert second.recalled_from_ledger == len(lead_ids) and second.to_start == 0
     assert second.counts["done"] == len(lead_ids)
     first_rows, second_rows = read_csv(first.csv_path), read_csv(second.csv_path)
-    assert [{**r, "note": ""} for r in second_rows] == [{**r, "note": ""} for r in first_rows]
+    # the same rows, but the note and the run's own time (`run_at`)
+    assert [{**r, "note": "", "run_at": ""} for r in second_rows] == [
+        {**r, "note": "", "run_at": ""} for r in first_rows
+    ]
+    assert len({r["run_at"] for r in first_rows + second_rows}) == 2  # one per run
     # the answers are marked as coming from the earlier run, with the CLI's flag for more
     assert all("earlier run" in r["note"] and "--force" in r["note"] for r in second_rows)
     assert second.requests_made <= 3  # team (first use of this key only), credits: no poll
@@ -209,6 +228,10 @@ async def test_enrich_leads_from_csv_reports_bad_rows(tmp_path):
     ]
     rows = read_csv(summary.csv_path)
     assert [row["name"] for row in rows] == ["a", "b", "c", "d", "e", "f"]  # columns kept
+    # the input's lead_id column is carried as input_lead_id; lead_id is the lead enriched
+    column = [good[0], "", good[1], "lea_bad/id", good[0], good[2]]
+    assert [row["input_lead_id"] for row in rows] == column
+    assert [row["lead_id"] for row in rows] == [good[0], "", good[1], "", good[0], good[2]]
     assert [row["status"] for row in rows] == [
         "done",
         "rejected",
@@ -219,7 +242,15 @@ async def test_enrich_leads_from_csv_reports_bad_rows(tmp_path):
     ]
     assert rows[4]["email"] == rows[0]["email"] and "same as line 2" in rows[4]["note"]
     rejected = read_csv(summary.rejected_path)
-    assert [(r["line"], r["value"]) for r in rejected] == [("3", ""), ("5", "lea_bad/id")]
+    assert list(rejected[0]) == ["line", "reason", "name", "input_lead_id"]
+    assert [(r["line"], r["name"], r["input_lead_id"]) for r in rejected] == [
+        ("3", "b", ""),
+        ("5", "d", "lea_bad/id"),
+    ]
+    assert [r["reason"].split(":")[0] for r in rejected] == [
+        "missing lead id",
+        "lead id 'lea_bad/id' is not valid",
+    ]
     assert set(stats.enrich_posts_by_lead) == set(good)
     assert max(stats.enrich_posts_by_lead.values()) == 1
 
