@@ -76,7 +76,7 @@ def apply_skip_rules(
         if status is not None:
             row.lead.setdefault("key", row.key)  # still the row's lead or person in the results
             row.key, row.status = None, status
-            row.reason = _HAS_EMAIL if status == "skipped_has_email" else _HAS_DATA
+            row.note = _HAS_EMAIL if status == "skipped_has_email" else _HAS_DATA  # not an error
             skipped += 1
     worklist.drop_unreferenced()
     return skipped
