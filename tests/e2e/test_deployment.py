@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _files import read_csv
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 
@@ -66,7 +67,7 @@ async def test_deploy_then_worker_runs_enrich_leads(tmp_path):
             flow_run = await client.read_flow_run(flow_run_id)
         stats = sandbox.stats()
     assert flow_run.state.is_completed(), flow_run.state
-    rows = (tmp_path / "deployed.csv").read_text().splitlines()
-    assert len(rows) == 1 + len(lead_ids)
-    assert all(",done," in row for row in rows[1:])
+    rows = read_csv(tmp_path / "deployed.csv")
+    assert [row["lead_id"] for row in rows] == lead_ids
+    assert all(row["status"] == "done" for row in rows), rows
     assert set(stats.enrich_posts_by_lead) == set(lead_ids)
