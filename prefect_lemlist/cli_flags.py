@@ -73,7 +73,11 @@ class OptionFlag:
             return {"action": argparse.BooleanOptionalAction}
         if get_origin(self.kind) is list:
             return {"action": "append", **_value_kind(get_args(self.kind)[0], self.flag)}
-        return _value_kind(self.kind, self.flag)
+        kind = _value_kind(self.kind, self.flag)
+        extra = self.field.json_schema_extra
+        if isinstance(extra, dict) and "metavar" in kind and isinstance(extra.get("metavar"), str):
+            kind["metavar"] = extra["metavar"]  # a field's own placeholder: --to URL|BLOCK
+        return kind
 
 
 def option_flags(model: type[BaseModel], prefix: str = "") -> Iterator[OptionFlag]:

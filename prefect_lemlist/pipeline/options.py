@@ -71,6 +71,7 @@ class DestinationSettings(BaseModel):
             "postgresql+psycopg://user@host/db, duckdb:///results.duckdb) or the name of a "
             "saved SqlAlchemyConnector block."
         ),
+        json_schema_extra={"metavar": "URL|BLOCK"},
     )
     table: str = Field(
         default=DEFAULT_TABLE, description="The table (created if missing; schema.table works)."
@@ -81,6 +82,7 @@ class DestinationSettings(BaseModel):
             "An input column identifying each row (e.g. crm_id): the merge key instead of the "
             "lead id or person key."
         ),
+        json_schema_extra={"metavar": "COLUMN"},
     )
     overwrite: bool = Field(
         default=False,
@@ -146,11 +148,13 @@ class _RunOptions(BaseModel):
             "Enrich again (and pay again) what an earlier run enriched more than this many days "
             "ago; default: never."
         ),
+        json_schema_extra={"metavar": "DAYS"},
     )
     credits_alert: float | None = Field(
         default=None,
         ge=0,
         description="Emit the Prefect event lemlist.credits.low when credits end below this.",
+        json_schema_extra={"metavar": "CREDITS"},
     )
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     destination: DestinationSettings = Field(default_factory=DestinationSettings)

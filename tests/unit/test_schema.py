@@ -206,3 +206,12 @@ def test_missing_column_hint_names_the_column_to_add() -> None:
     hint = missing_column_hint(["first_name", "last_name", "company_domain", "crm_id"], FIND_EMAIL)
     assert hint is not None and hint.startswith("add a company_name column")
     assert missing_column_hint(["linkedinUrl"], FIND_EMAIL) is None
+
+
+def test_export_files_are_readable_like_any_file_a_person_writes(tmp_path: Path) -> None:
+    from prefect_lemlist.pipeline.export import write_exports
+
+    rows = [{"status": "done", "raw_result": {"a": 1}}]
+    paths = write_exports(rows, ["status", "raw_result"], tmp_path / "out", ["csv", "jsonl"])
+    assert {path.stat().st_mode & 0o777 for path in paths.values()} == {0o644}
+    assert paths["csv"].read_text().splitlines() == ["status,raw_result", 'done,"{""a"": 1}"']
