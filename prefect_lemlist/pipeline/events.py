@@ -1,6 +1,7 @@
 """Prefect events at the end of a run, for Automations ("notify me when credits run low").
 
-Every run ends with one event on its lemlist team: `lemlist.enrichment.run.completed` or
+Every run that got as far as enriching (not a dry run, not a run refused before it starts for
+its cost or a refused key) ends with one event on its lemlist team: `lemlist.enrichment.run.completed` or
 `lemlist.enrichment.run.halted`, and, when a credit threshold is set and the team's credits
 after the run are below it, `lemlist.credits.low`. Prefect triggers match event names and
 resource labels, never numbers in a payload: the threshold is compared here, so an automation only
@@ -106,7 +107,7 @@ def facts_of_run(
         started=summary.started,
         credits_before=summary.credits_before,
         credits_after=summary.credits_after,
-        destination=summary.table or summary.csv_path or summary.jsonl_path,
+        destination=summary.table or summary.csv_path or summary.jsonl_path or summary.parquet_path,
         credits_alert=credits_alert,
     )
 
