@@ -1,12 +1,13 @@
 """Prefect events at the end of a run, for Automations ("notify me when credits run low").
 
 Every run that got as far as enriching (not a dry run, not a run refused before it starts for
-its cost or a refused key) ends with one event on its lemlist team: `lemlist.enrichment.run.completed` or
-`lemlist.enrichment.run.halted`, and, when a credit threshold is set and the team's credits
-after the run are below it, `lemlist.credits.low`. Prefect triggers match event names and
-resource labels, never numbers in a payload: the threshold is compared here, so an automation only
-has to expect `lemlist.credits.low` on `lemlist.team.*`. Inside a flow run, Prefect's events
-worker relates each event to the flow run (and its flow, deployment, tags) by itself.
+its cost or a refused key) ends with one event on its lemlist team:
+`lemlist.enrichment.run.completed` or `lemlist.enrichment.run.halted`, and, when a credit
+threshold is set and the team's credits after the run are below it, `lemlist.credits.low`.
+Prefect triggers match event names and resource labels, never numbers in a payload: the
+threshold is compared here, so an automation only has to expect `lemlist.credits.low` on
+`lemlist.team.*`. Inside a flow run, Prefect's events worker relates each event to the flow run
+(and its flow, deployment, tags) by itself.
 
 Emitting never fails the run: an event Prefect refuses, or events being off, is a warning in the
 run's log. No event carries a secret: the facts hold no API key, and a destination URL loses its
