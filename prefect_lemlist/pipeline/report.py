@@ -199,7 +199,11 @@ def render_summary(summary: PipelineSummary) -> str:
         lines += [f"| {status} | {count} |" for status, count in counts.items()]
     if summary.rejected_reasons:
         lines += ["", "Rejected inputs (rows: reason):", ""]
-        lines += [f"- {n}: {reason}" for reason, n in summary.rejected_reasons.items()]
+        reasons = list(summary.rejected_reasons.items())
+        lines += [f"- {n}: {reason}" for reason, n in reasons[:20]]
+        if len(reasons) > 20:
+            rest = sum(n for _, n in reasons[20:])
+            lines.append(f"- {rest}: other reasons (every rejected row: the rejected file)")
     lines += [f"- hint: {hint}" for hint in summary.hints]
     return "\n".join(lines)
 

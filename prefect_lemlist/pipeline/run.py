@@ -458,10 +458,18 @@ class EnrichmentRun:
         )
 
     def _log_plan(self, summary: PipelineSummary) -> None:
-        for reason, count in summary.rejected_reasons.items():
+        reasons = list(summary.rejected_reasons.items())
+        for reason, count in reasons[:20]:
             lines = [r.line for r in summary.rejected if r.reason == reason][:5]
-            shown = ", ".join(map(str, lines)) + (", …" if count > len(lines) else "")
-            run_log(logging.WARNING, "rejected %d rows (lines %s): %s", count, shown, reason)
+            where = f"lines {', '.join(map(str, lines))}{', …' if count > len(lines) else ''}: "
+            run_log(
+                logging.WARNING, "rejected %d rows (%s%s)", count, where if lines else "", reason
+            )
+        if len(reasons) > 20:
+            rest = sum(count for _, count in reasons[20:])
+            run_log(
+                logging.WARNING, "… and %d more rejected rows (every one: the rejected file)", rest
+            )
         for hint in summary.hints:
             run_log(logging.WARNING, "hint: %s", hint)
         run_log(
