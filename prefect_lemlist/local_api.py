@@ -59,6 +59,7 @@ class PrefectServer:
     def __init__(self, home: Path, port: int | None = None, *, own_session: bool = False) -> None:
         self.home = home
         self.own_session = own_session
+        self.chosen_port = port is None  # a port chosen here may be chosen again
         self.port = port if port is not None else free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         self.process: subprocess.Popen | None = None
@@ -96,28 +97,44 @@ class PrefectServer:
     async def start(self, timeout: float = 120.0) -> None:
         """Start the server and wait until its health check answers.
 
+        A server that exits at once on a port chosen here (another process took it between
+        `free_port` and the server's bind) is started again on another free port, twice at
+        most; an answer counts only while this server's process runs and says `true`, so
+        another program on the port is never taken for it.
+
         Raises:
             RuntimeError: it exited or did not answer within `timeout` s (the end of its log is
                 in the message).
         """
-        log_path = self._spawn()
+        deadline = time.monotonic() + timeout
+        for attempt in range(3):
+            log_path = self._spawn()
+            if await self._answers(deadline):
+                return
+            process = self.process
+            assert process is not None  # set by _spawn
+            if process.poll() is None or not self.chosen_port or attempt == 2:
+                process.kill()
+                process.wait(10)
+                raise RuntimeError(f"prefect server did not start:\n{log_path.read_text()[-3000:]}")
+            self.port = free_port()  # it exited: most likely its port was taken meanwhile
+            self.url = f"http://127.0.0.1:{self.port}/api"
+
+    async def _answers(self, deadline: float) -> bool:
+        """Whether this server's own health check says `true` before `deadline` (False as soon
+        as its process exits)."""
         process = self.process
         assert process is not None  # set by _spawn
-        deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2.0) as client:
-            while True:
+            while process.poll() is None and time.monotonic() < deadline:
                 try:
-                    if (await client.get(f"{self.url}/health")).status_code == 200:
-                        return
+                    answer = await client.get(f"{self.url}/health")
+                    if answer.status_code == 200 and answer.text.strip() == "true":
+                        return process.poll() is None
                 except httpx.TransportError:
                     pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    process.wait(10)
-                    raise RuntimeError(
-                        f"prefect server did not start:\n{log_path.read_text()[-3000:]}"
-                    )
                 await asyncio.sleep(0.25)
+        return False
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Terminate the server; kill it if it has not exited after `timeout` s."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 from _files import read_csv
 from prefect.client.orchestration import get_client
@@ -1132,3 +1133,36 @@ def test_the_contacts_demo_enriches_a_people_file_by_webhook(tmp_path):
     for row in rows:
         if row["status"] != "rejected":
             assert (row["status"] == "skipped_has_email") == bool(row["input_email"].strip()), row
+
+
+@pytest.mark.slow
+async def test_the_local_api_is_never_another_program_on_its_port(tmp_path):
+    """A program that took the chosen port first (and answers 200 to anything, as the sandbox
+    does) is not taken for the CLI's local API: the server starts again on another port."""
+    import http.server
+    import threading
+
+    from prefect_lemlist.local_api import PrefectServer
+
+    class AnswersEverything(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>not prefect</html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    squatter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AnswersEverything)
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    server = PrefectServer(tmp_path / "home")
+    taken = squatter.server_address[1]
+    server.port, server.url = taken, f"http://127.0.0.1:{taken}/api"
+    try:
+        await server.start(timeout=120)
+        assert server.port != taken and server.starts == 2
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{server.url}/health")).text == "true"
+    finally:
+        await server.stop()
+        squatter.shutdown()
