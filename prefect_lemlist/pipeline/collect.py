@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from prefect_lemlist.api.client import LemlistClient
 from prefect_lemlist.api.exceptions import (
@@ -68,6 +68,11 @@ class Collected:
     error: str | None = None
     source: str = "poll"
     raw_json: str | None = None
+
+
+def compact_json(body: dict[str, Any]) -> str | None:
+    """A body as compact JSON text (None when empty): how results are kept in memory."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False) if body else None
 
 
 @dataclass
@@ -287,7 +292,7 @@ class ResultCollector:
         enrichment = collected.enrichment
         raw_json = collected.raw_json
         if enrichment is not None and enrichment.raw:  # kept for 100,000s: as compact text
-            raw_json = json.dumps(enrichment.raw, separators=(",", ":"), ensure_ascii=False)
+            raw_json = compact_json(enrichment.raw)
             enrichment = enrichment.model_copy(update={"raw": {}})
         collected = Collected(
             **{

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prefect_lemlist.api.models import CONTACT_FIELDS, EnrichmentFlags
+from prefect_lemlist.api.models import EnrichmentFlags
 from prefect_lemlist.api.workflows import Workflow
+from prefect_lemlist.pipeline.schema import snake_case_name
 from prefect_lemlist.pipeline.worklist import Row, Worklist
 
 KNOWN_NAMES: Mapping[str, tuple[str, ...]] = {
@@ -20,7 +21,6 @@ KNOWN_NAMES: Mapping[str, tuple[str, ...]] = {
     "phone": ("phone", "phoneNumber", "phone_number"),
 }
 """A value a row may already have -> the input columns that hold it."""
-_CAMEL_TO_SNAKE = {camel: snake for snake, camel in CONTACT_FIELDS.items()}
 _HAS_EMAIL = "the row has an email: find_email not sent (no charge); --force sends it"
 _HAS_DATA = "the row already has what was asked: not sent (no charge); --force sends it"
 
@@ -85,7 +85,7 @@ def apply_skip_rules(
 def missing_column_hint(columns: Iterable[str], flags: EnrichmentFlags) -> str | None:
     """The columns to add so that rows can meet a requested workflow's inputs, when the
     input has none of its complete combinations (e.g. `add a company_name column`)."""
-    present = {_snake(c) for c in columns}
+    present = {snake_case_name(c) for c in columns}
     hints = []
     for spec in flags.specs:
         gaps = [(set(combo) - present, len(combo)) for combo in spec.required_inputs]
@@ -97,10 +97,6 @@ def missing_column_hint(columns: Iterable[str], flags: EnrichmentFlags) -> str |
         plural = "columns" if len(smallest) > 1 else "column"
         hints.append(f"add a {names} {plural}: {spec.option} needs {spec.describe_inputs()}")
     return "; ".join(hints) or None
-
-
-def _snake(column: str) -> str:
-    return _CAMEL_TO_SNAKE.get(column, column)
 
 
 def looks_like_lead_ids(values: Iterable[Any]) -> bool:

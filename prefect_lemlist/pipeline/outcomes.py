@@ -6,7 +6,6 @@ once final, so a later run reports it without asking lemlist again.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -16,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from prefect_lemlist.api.models import Enrichment, EnrichmentFlags
 from prefect_lemlist.api.workflows import WORKFLOWS, Workflow
-from prefect_lemlist.pipeline.collect import Collected
+from prefect_lemlist.pipeline.collect import Collected, compact_json
 
 Status = Literal[
     "done",
@@ -129,7 +128,7 @@ def outcome_of_enrichment(
         "linkedin_headline": _text(profile.get("tagline") or profile.get("occupation")),
         "linkedin_company": _text(profile.get("companyName")),
         "enriched_at": datetime.now(timezone.utc),
-        "raw": raw_json or _compact(enrichment.raw),
+        "raw": raw_json or compact_json(enrichment.raw),
     }
     if not enrichment.done:
         return Outcome(
@@ -178,10 +177,6 @@ def count_by_status(outcomes: Iterable[str]) -> dict[str, int]:
     """How many rows have each status (every status listed, zeros included)."""
     counts = Counter(outcomes)
     return {status: counts.get(status, 0) for status in STATUSES}
-
-
-def _compact(body: dict[str, Any]) -> str | None:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False) if body else None
 
 
 def _text(value: Any) -> str | None:

@@ -137,7 +137,7 @@ def input_column_names(columns: Iterable[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     taken = set(RESULT_COLUMNS)
     for column in columns:
-        snake = _CAMEL_TO_SNAKE.get(column, column)
+        snake = snake_case_name(column)
         if snake != column and snake in present:
             snake = column
         name = f"{INPUT_PREFIX}{snake}" if snake in RESULT_COLUMNS else snake
@@ -146,6 +146,12 @@ def input_column_names(columns: Iterable[str]) -> dict[str, str]:
         taken.add(name)
         names[column] = name
     return names
+
+
+def snake_case_name(column: str) -> str:
+    """A column's snake_case name when it is one of lemlist's camelCase contact names
+    (`linkedinUrl` -> `linkedin_url`), else the name itself."""
+    return _CAMEL_TO_SNAKE.get(column, column)
 
 
 def input_digest(values: Mapping[str, Any]) -> str:
@@ -194,4 +200,5 @@ __all__ = [
     "email_domain_matches",
     "input_column_names",
     "input_digest",
+    "snake_case_name",
 ]
